@@ -1,0 +1,39 @@
+"""Where the offline benchmark data lives: --data-dir, else $LLMTRUNC_DATA_DIR, else ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llmtrunc.errors import LLMTruncError
+
+ENV_VAR = "LLMTRUNC_DATA_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The data directory in force, or None when none is configured and the default is absent."""
+    if explicit:
+        return Path(explicit).expanduser().resolve()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser().resolve()
+    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
+
+
+def data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """The data directory, which must exist."""
+    found = find_data_dir(explicit)
+    if found is None:
+        raise LLMTruncError(f"no data directory: pass --data-dir or set {ENV_VAR} (default {DEFAULT_DATA_DIR} is absent)")
+    if not found.is_dir():
+        raise LLMTruncError(f"data directory not found: {found}")
+    return found
+
+
+def data_file(relative: str, explicit: str | os.PathLike | None = None) -> Path:
+    """One file of the data directory, with a clear error when it is missing."""
+    path = data_dir(explicit) / relative
+    if not path.exists():
+        raise LLMTruncError(f"missing data file {path} (layout as in the data directory's README.md)")
+    return path

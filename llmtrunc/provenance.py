@@ -1,0 +1,42 @@
+"""What every result records about the software that made it: package versions and the git hash."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import subprocess
+from datetime import datetime, timezone
+
+from llmtrunc.data import PROJECT_ROOT
+
+PACKAGES = ("llmtrunc", "torch", "transformers", "lm-eval", "sentence-transformers", "mteb")
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+@functools.cache
+def git_hash() -> str:
+    """HEAD of the llmtrunc checkout, suffixed -dirty when tracked files differ; 'unknown' outside git."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

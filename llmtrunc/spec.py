@@ -1,0 +1,169 @@
+"""Drop specs: the grammar that names which dimensions of a representation are removed.
+
+A spec is parsed once into a `DropSpec` and resolved, for a given hidden size, into one exact
+sorted tuple of dropped indices. The same grammar serves the LLM track (final hidden state) and
+the encoder track (sentence embeddings); `pca:K` is encoder-only because it is a projection, not
+a set of indices.
+
+    none                  nothing dropped
+    first-half, last-half first:50%, last:50%
+    first:K, last:K       the first / last floor(K*d) dimensions
+    random:K[@SEED]       floor(K*d) dimensions drawn without replacement (seed default 0)
+    indices:FILE          the dimensions listed in FILE (whitespace/comma separated or a JSON list)
+    pca:K                 (encoders) project onto the top d - floor(K*d) principal components
+
+K is a percent ("50%") or a fraction ("0.5"), in [0, 1]. The count is floor(K*d) computed in exact
+rational arithmetic, so `first-half` of an odd d drops (d-1)/2 dimensions and `random:0.29` of
+d=100 drops exactly 29.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from llmtrunc.errors import LLMTruncError
+
+KINDS = ("none", "first", "last", "random", "indices", "pca")
+_ALIASES = {"first-half": "first:50%", "last-half": "last:50%", "full": "none"}
+_NUMBER = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_ratio(text: str) -> Fraction:
+    """'50%' or '0.5' -> Fraction(1, 2); anything outside [0, 1] is an error."""
+    raw = text.strip()
+    percent = raw.endswith("%")
+    number = raw[:-1].strip() if percent else raw
+    if not _NUMBER.match(number):
+        raise LLMTruncError(f"malformed ratio {text!r}: use a percent like 50% or a fraction like 0.5")
+    value = Fraction(number) / (100 if percent else 1)
+    if not 0 <= value <= 1:
+        raise LLMTruncError(f"ratio {text!r} is outside 0-100%")
+    return value
+
+
+def _format_ratio(value: Fraction) -> str:
+    percent = value * 100
+    shown = str(percent.numerator) if percent.denominator == 1 else f"{float(percent):g}"
+    return f"{shown}%"
+
+
+@dataclass(frozen=True)
+class DropSpec:
+    """One parsed drop condition. `name` is the canonical text stored with every result."""
+
+    kind: str
+    ratio: Fraction | None = None
+    seed: int | None = None
+    path: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind == "none":
+            return "none"
+        if self.kind == "indices":
+            return f"indices:{self.path}"
+        text = f"{self.kind}:{_format_ratio(self.ratio)}"
+        return f"{text}@{self.seed}" if self.kind == "random" else text
+
+    @property
+    def family(self) -> str:
+        """The spec without its seed: the key that groups random draws for mean +- std."""
+        return self.name.split("@")[0]
+
+    def n_drop(self, dim: int) -> int:
+        """How many of `dim` dimensions this spec removes (for pca: how many components are cut)."""
+        if self.kind == "none":
+            return 0
+        if self.kind == "indices":
+            return len(self.indices(dim))
+        return math.floor(self.ratio * dim)
+
+    def indices(self, dim: int) -> tuple[int, ...]:
+        """The exact sorted dropped indices for hidden size `dim`."""
+        if dim <= 0:
+            raise LLMTruncError(f"hidden size must be positive, got {dim}")
+        if self.kind == "pca":
+            raise LLMTruncError("pca:K is a projection, not a set of indices: it applies to encoder embeddings only")
+        if self.kind == "none":
+            return ()
+        if self.kind == "indices":
+            return _read_index_file(Path(self.path), dim)
+        n = self.n_drop(dim)
+        if self.kind == "first":
+            return tuple(range(n))
+        if self.kind == "last":
+            return tuple(range(dim - n, dim))
+        drawn = np.random.default_rng(self.seed).permutation(dim)[:n]
+        return tuple(sorted(int(i) for i in drawn))
+
+    def with_seed(self, seed: int) -> DropSpec:
+        if self.kind != "random":
+            return self
+        return DropSpec(self.kind, self.ratio, seed, self.path)
+
+
+def _read_index_file(path: Path, dim: int) -> tuple[int, ...]:
+    if not path.is_file():
+        raise LLMTruncError(f"index file not found: {path}")
+    text = path.read_text().strip()
+    try:
+        values = json.loads(text) if text.startswith("[") else [int(t) for t in re.split(r"[\s,]+", text) if t]
+        values = [int(v) for v in values]
+    except (ValueError, TypeError) as exc:
+        raise LLMTruncError(f"index file {path} must hold integers: {exc}") from None
+    bad = [v for v in values if not 0 <= v < dim]
+    if bad:
+        raise LLMTruncError(f"index file {path}: index {bad[0]} is out of range for hidden size {dim}")
+    return tuple(sorted(set(values)))
+
+
+def parse_drop(text: str, seed: int | None = None) -> DropSpec:
+    """Parse one spec. `seed` (from --seed) applies to random specs that carry no @SEED."""
+    raw = _ALIASES.get(text.strip(), text.strip())
+    kind, _, arg = raw.partition(":")
+    if kind not in KINDS:
+        raise LLMTruncError(
+            f"malformed drop spec {text!r}: expected none, first-half, last-half, first:K, last:K, "
+            "random:K[@SEED], indices:FILE or pca:K"
+        )
+    if kind == "none":
+        if arg:
+            raise LLMTruncError(f"malformed drop spec {text!r}: 'none' takes no argument")
+        return DropSpec("none")
+    if not arg:
+        raise LLMTruncError(f"malformed drop spec {text!r}: {kind} needs an argument, e.g. {kind}:50%")
+    if kind == "indices":
+        return DropSpec("indices", path=arg)
+    ratio_text, at, seed_text = arg.partition("@")
+    if at and kind != "random":
+        raise LLMTruncError(f"malformed drop spec {text!r}: only random:K takes @SEED")
+    if at:
+        if not seed_text.isdigit():
+            raise LLMTruncError(f"malformed drop spec {text!r}: the seed after @ must be a non-negative integer")
+        seed = int(seed_text)
+    ratio = parse_ratio(ratio_text)
+    return DropSpec(kind, ratio, (seed if seed is not None else 0) if kind == "random" else None)
+
+
+def parse_drops(values: list[str] | str, seed: int | None = None, seeds: list[int] | None = None) -> list[DropSpec]:
+    """Parse repeatable / comma-separated --drop values; `seeds` expands each random spec over seeds."""
+    items = [values] if isinstance(values, str) else list(values)
+    specs: list[DropSpec] = []
+    for item in items:
+        for part in (p for p in item.split(",") if p.strip()):
+            spec = parse_drop(part, seed)
+            has_own_seed = "@" in part
+            if spec.kind == "random" and seeds and not has_own_seed:
+                specs.extend(spec.with_seed(s) for s in seeds)
+            else:
+                specs.append(spec)
+    if not specs:
+        raise LLMTruncError("no drop spec given")
+    return list(dict.fromkeys(specs))
