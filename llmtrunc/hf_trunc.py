@@ -1,0 +1,44 @@
+"""`hf-trunc`: lm-eval's HF model with dimensions of the final hidden state zeroed.
+
+Follows lm-eval's own `steered` model: a subclass of HFLM that hooks the loaded model. It takes
+`drop=` (a drop spec), `at=` (post-norm | pre-norm) and `seed=` in model_args, and accepts
+llmtrunc's model aliases as `pretrained=`. With `drop=none` no hook is attached at all, so the
+computation is plain lm-eval HF, bit for bit.
+"""
+
+from __future__ import annotations
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from llmtrunc import hooks
+from llmtrunc.models import HUB_ALIASES, LOCAL_ALIASES, resolve_model
+from llmtrunc.spec import DropSpec, parse_drop
+
+
+@register_model("hf-trunc")
+class HFTruncLM(HFLM):
+    def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None, **kwargs):
+        if isinstance(pretrained, str) and (pretrained in HUB_ALIASES or pretrained in LOCAL_ALIASES):
+            ref = resolve_model(pretrained)
+            pretrained = ref.pretrained
+            if ref.gguf_file:
+                kwargs.setdefault("gguf_file", ref.gguf_file)
+        super().__init__(pretrained=pretrained, **kwargs)
+        self.drop_hooks: hooks.Truncation | None = None  # not `truncation`: HFLM uses that name
+        spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
+        self.set_drop(spec, at)
+
+    @property
+    def hidden_size(self) -> int:
+        return hooks.hidden_size(self.model)
+
+    def set_drop(self, spec: DropSpec, at: str = "post-norm") -> tuple[int, ...]:
+        """Replace the current truncation (one model load serves many drop conditions)."""
+        if at not in hooks.POSITIONS:
+            hooks.attach(self.model, (), at)  # raises the one-line error for an unknown position
+        if self.drop_hooks is not None:
+            self.drop_hooks.remove()
+        self.drop, self.at = spec, at
+        self.drop_hooks = hooks.attach(self.model, spec.indices(self.hidden_size), at)
+        return self.drop_hooks.indices
