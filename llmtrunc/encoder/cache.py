@@ -1,0 +1,133 @@
+"""Embedding cache: every text set is encoded once per (model, revision, texts, prompt) and reused.
+
+Layout: <root>/<model-slug>/<dataset>__<split>__<role>__<key>.npy with a JSON sidecar
+<same>.json. The key is a SHA-256 over the model id, the resolved revision (a hub commit or a
+content hash of a local model folder), the prompt, and a content hash of the exact texts encoded
+(in order), plus dataset and split names. Any change of model, revision, prompt or data therefore
+gives a new key: a stale hit is impossible by construction.
+
+Writes are atomic (temporary file, fsync, rename): first the .npy, then the sidecar, which records
+shape, dtype and the SHA-256 of the .npy bytes. A load verifies all three; a missing, partial or
+corrupt entry is reported as a miss and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from llmtrunc.data import PROJECT_ROOT
+from llmtrunc.store import atomic_write
+
+ENV_VAR = "LLMTRUNC_CACHE_DIR"
+FORMAT_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser() / "embeddings"
+    return PROJECT_ROOT / ".cache" / "embeddings"
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "x"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    model_id: str
+    revision: str
+    dataset: str
+    split: str
+    role: str
+    prompt: str
+    texts_sha256: str
+    n_texts: int
+
+    @property
+    def digest(self) -> str:
+        fields = dict(self.__dict__, format=FORMAT_VERSION)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+
+
+class EmbeddingCache:
+    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
+        self.root = Path(root) if root else default_cache_dir()
+        self.enabled = enabled
+        self.hits = 0
+        self.misses = 0
+
+    def paths(self, key: CacheKey) -> tuple[Path, Path]:
+        stem = f"{_slug(key.dataset)}__{_slug(key.split)}__{key.role}__{key.digest}"
+        folder = self.root / _slug(key.model_id)
+        return folder / f"{stem}.npy", folder / f"{stem}.json"
+
+    def load(self, key: CacheKey) -> np.ndarray | None:
+        """The cached matrix, or None when absent, partial or corrupt (never a wrong matrix)."""
+        npy, meta = self.paths(key)
+        if not (npy.is_file() and meta.is_file()):
+            return None
+        try:
+            info = json.loads(meta.read_text())
+            raw = npy.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != info["npy_sha256"] or info["key"] != key.digest:
+                return None
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+            return None
+        if list(array.shape) != info["shape"] or str(array.dtype) != info["dtype"] or array.shape[0] != key.n_texts:
+            return None
+        return array
+
+    def save(self, key: CacheKey, array: np.ndarray) -> None:
+        npy, meta = self.paths(key)
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        raw = buffer.getvalue()
+        fd, tmp = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, npy)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        info = {"key": key.digest, "fields": key.__dict__, "shape": list(array.shape), "dtype": str(array.dtype),
+                "npy_sha256": hashlib.sha256(raw).hexdigest(), "format": FORMAT_VERSION}
+        atomic_write(meta, json.dumps(info, indent=2))
+
+    def get_or_compute(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        if self.enabled:
+            found = self.load(key)
+            if found is not None:
+                self.hits += 1
+                return found
+        self.misses += 1
+        array = np.asarray(compute(), dtype=np.float32)
+        if array.shape[0] != key.n_texts:
+            raise RuntimeError(f"encoder returned {array.shape[0]} rows for {key.n_texts} texts")
+        # An unresolved hub revision could change under the same name: never cache it.
+        if self.enabled and not key.revision.startswith("unresolved"):
+            self.save(key, array)
+        return array

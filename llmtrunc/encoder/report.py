@@ -1,0 +1,157 @@
+"""Encoder report: retention-vs-K curves per model and task, and a table at K = 50%.
+
+Retention = score / score of the untruncated embeddings (the K=0 index drop of the same model and
+task, which is the full embedding). Random drops are summarised as mean +- std over seeds. PCA
+curves use the same baseline, so a PCA point above 1 means the projection beats the full vectors.
+`summarise(records)` is the reusable part (for `llmtrunc report`); `build_report` writes the files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from llmtrunc.store import ResultsStore, atomic_write
+
+KIND_ORDER = ("first", "last", "random", "pca")
+LABELS = {"first": "first K% dropped", "last": "last K% dropped", "random": "random K% (mean ± std)", "pca": "PCA to the same size"}
+
+
+def encoder_records(records: pd.DataFrame) -> pd.DataFrame:
+    if records.empty or "track" not in records:
+        return pd.DataFrame()
+    return records[records["track"] == "encoder"].copy()
+
+
+def summarise(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, task, metric, kind, K): mean, std and count over seeds, plus retention."""
+    df = encoder_records(records)
+    if df.empty:
+        return pd.DataFrame()
+    df = df[df["kind"].isin(KIND_ORDER)]
+    # latest record of each cell wins if a cell was recomputed
+    df = df.sort_values("created").drop_duplicates(["model", "revision", "task", "data", "drop", "metric"], keep="last")
+    keys = ["model", "revision", "task", "task_kind", "data", "n_eval", "metric", "main"]
+    base = (df[(df["k"] == 0) & (df["kind"] != "pca")].groupby(keys, dropna=False)["value"].mean().rename("full"))
+    grouped = (
+        df.groupby(keys + ["kind", "k_percent", "keep_dims"], dropna=False)["value"]
+        .agg(mean="mean", std="std", n="count")
+        .reset_index()
+    )
+    grouped["std"] = grouped["std"].fillna(0.0)
+    grouped = grouped.join(base, on=keys)
+    grouped["retention"] = grouped["mean"] / grouped["full"]
+    grouped["retention_std"] = grouped["std"] / grouped["full"].abs()
+    return grouped.sort_values(keys + ["kind", "k_percent"]).reset_index(drop=True)
+
+
+def table_at(summary: pd.DataFrame, k_percent: float = 50.0, main_only: bool = True) -> pd.DataFrame:
+    rows = summary[(summary["k_percent"] == k_percent)]
+    if main_only:
+        rows = rows[rows["main"]]
+    out = []
+    for (model, task, metric), group in rows.groupby(["model", "task", "metric"], sort=False):
+        row = {"model": model, "task": task, "metric": metric, "full": group["full"].iloc[0]}
+        for kind in KIND_ORDER:
+            match = group[group["kind"] == kind]
+            if match.empty:
+                continue
+            m = match.iloc[0]
+            text = f"{m['mean']:.4f}"
+            if kind == "random":
+                text += f" ± {m['std']:.4f}"
+            row[kind] = text
+            row[f"{kind}_retention"] = round(float(m["retention"]), 4)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def plot_model(summary: pd.DataFrame, model: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary[(summary["model"] == model) & summary["main"]]
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        task_rows = rows[rows["task"] == task]
+        for kind in KIND_ORDER:
+            kr = task_rows[task_rows["kind"] == kind].sort_values("k_percent")
+            if kr.empty:
+                continue
+            line = ax.plot(kr["k_percent"], kr["retention"], marker="o", markersize=3, label=LABELS[kind])[0]
+            if kind == "random":
+                ax.fill_between(kr["k_percent"], kr["retention"] - kr["retention_std"], kr["retention"] + kr["retention_std"],
+                                color=line.get_color(), alpha=0.25)
+        metric = task_rows["metric"].iloc[0]
+        ax.set_title(f"{task} ({metric}; full {task_rows['full'].iloc[0]:.3f})", fontsize=9)
+        ax.set_xlabel("dimensions dropped (K %)")
+        ax.set_ylabel("retention (score / full)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{model}: score retention as embedding dimensions are removed", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(no rows)\n"
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in df.iterrows():
+        lines.append("| " + " | ".join("" if pd.isna(row[c]) else (f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def build_report(results_dir: str | os.PathLike, out_dir: str | os.PathLike, models: list[str] | None = None,
+                 command_line: str | None = None) -> list[Path]:
+    from llmtrunc.errors import LLMTruncError
+
+    records = encoder_records(ResultsStore(results_dir).records())
+    if models:
+        records = records[records["model"].isin(models)]
+    if records.empty:
+        raise LLMTruncError(f"no encoder records in {results_dir}: run `llmtrunc encoder eval` first")
+    summary = summarise(records)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    summary_path = out / "summary.csv"
+    atomic_write(summary_path, summary.to_csv(index=False))
+    written.append(summary_path)
+    table = table_at(summary, 50.0)
+    table_path = out / "table_k50.csv"
+    atomic_write(table_path, table.to_csv(index=False))
+    written.append(table_path)
+    figures = [plot_model(summary, model, out / f"retention_{model}.png") for model in dict.fromkeys(summary["model"])]
+    written.extend(figures)
+    main = summary[summary["main"]]
+    wide = main.pivot_table(index=["model", "task", "kind"], columns="k_percent", values="mean").round(4).reset_index()
+    wide.columns = [c if isinstance(c, str) else f"K={c:g}%" for c in wide.columns]
+    first = records.iloc[0]
+    lines = [
+        "# Encoder track: retention as embedding dimensions are removed\n",
+        f"Generated by `llmtrunc encoder report` from {len(records)} records ({records['run_id'].nunique()} runs).\n",
+    ]
+    if command_line:
+        lines += ["Command:\n", f"```\n{command_line}\n```\n"]
+    lines += [
+        f"Versions: {first['versions']}; git {first['git']}.\n",
+        "K is the dropped share of dimensions (first/last/random) or of principal components (PCA, fitted on the "
+        "corpus / train side only). Retention = score / score of the full embedding. Random: mean ± std over seeds.\n",
+        "## Table at K = 50%\n", _markdown(table),
+        "## Main metric by K\n", _markdown(wide),
+        "## Figures\n", *[f"![{p.stem}]({p.name})\n" for p in figures],
+    ]
+    report_path = out / "README.md"
+    atomic_write(report_path, "\n".join(lines))
+    written.append(report_path)
+    return written
