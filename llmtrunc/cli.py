@@ -12,7 +12,7 @@ import sys
 
 from llmtrunc.errors import LLMTruncError
 
-COMMANDS = ("models", "eval")
+COMMANDS = ("models", "eval", "encoder")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
