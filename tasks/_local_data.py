@@ -1,0 +1,167 @@
+"""Offline data loaders for the `local_*` lm-eval tasks in this folder.
+
+Each task YAML names one of these functions with `custom_dataset: !function _local_data.<fn>`;
+lm-eval calls it (with the task's metadata and `dataset_kwargs` as keyword arguments) instead of
+`datasets.load_dataset`. Every loader reads the shared benchmark data in place, through
+`llmtrunc.data.data_file` (honours $LLMTRUNC_DATA_DIR, defaults to ../shared/data beside the
+repository), and returns a `datasets.DatasetDict` with the split names the standard task uses.
+
+Splits the shared data does not hold (ARC/BoolQ/SQuAD train, WikiText train/validation) are
+returned empty, with the same columns, so the task configs stay identical to the standard ones;
+zero-shot evaluation (the default of those tasks) is unaffected, few-shot needs the missing split
+and fails (see tasks/README.md and `llmtrunc.tasks.check_num_fewshot`).
+
+A missing data directory or file raises `llmtrunc.errors.LLMTruncError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import datasets
+from lm_eval.tasks.squadv2.task import SQuAD2
+
+from llmtrunc.data import data_file
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.squad_v2 import METRICS as SQUAD_V2_METRICS
+from llmtrunc.squad_v2 import squad_v2_aggregate
+
+WIKITEXT_FILE = "wikitext2_raw/wiki.test.raw"
+
+
+def _read_jsonl(relative: str) -> list[dict]:
+    path = data_file(relative)
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise LLMTruncError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    if not rows:
+        raise LLMTruncError(f"data file {path} is empty")
+    return rows
+
+
+def _splits(present: dict[str, list[dict]], absent: tuple[str, ...] = ()) -> datasets.DatasetDict:
+    """A DatasetDict of the given rows, plus empty splits (same columns) for `absent` names."""
+    out = {name: datasets.Dataset.from_list(rows) for name, rows in present.items()}
+    features = next(iter(out.values())).features
+    for name in absent:
+        out[name] = datasets.Dataset.from_dict({key: [] for key in features}, features=features)
+    return datasets.DatasetDict(out)
+
+
+# --------------------------------------------------------------------------- multiple choice / QA
+
+
+def load_gsm8k(**_) -> datasets.DatasetDict:
+    """openai/gsm8k `main`: train (few-shot source) and test."""
+    return _splits({"train": _read_jsonl("gsm8k/train.jsonl"), "test": _read_jsonl("gsm8k/test.jsonl")})
+
+
+def load_mmlu(subject: str | None = None, **_) -> datasets.DatasetDict:
+    """cais/mmlu `<subject>`: test (evaluated) and dev (the 5 few-shot examples)."""
+    if not subject:
+        raise LLMTruncError("local mmlu task has no `subject` in its dataset_kwargs")
+    return _splits({"test": _read_jsonl(f"mmlu/{subject}/test.jsonl"), "dev": _read_jsonl(f"mmlu/{subject}/dev.jsonl")})
+
+
+def _load_arc(folder: str) -> datasets.DatasetDict:
+    return _splits({"test": _read_jsonl(f"{folder}/test.jsonl")}, absent=("train", "validation"))
+
+
+def load_arc_easy(**_) -> datasets.DatasetDict:
+    """allenai/ai2_arc `ARC-Easy`: test; train/validation are not in the shared data (empty)."""
+    return _load_arc("arc_easy")
+
+
+def load_arc_challenge(**_) -> datasets.DatasetDict:
+    """allenai/ai2_arc `ARC-Challenge`: test; train/validation are not in the shared data (empty)."""
+    return _load_arc("arc_challenge")
+
+
+def load_boolq(**_) -> datasets.DatasetDict:
+    """super_glue `boolq`: validation (evaluated); train is not in the shared data (empty)."""
+    return _splits({"validation": _read_jsonl("boolq/validation.jsonl")}, absent=("train",))
+
+
+def load_squadv2(**_) -> datasets.DatasetDict:
+    """squad_v2: validation (evaluated); train is not in the shared data (empty)."""
+    return _splits({"validation": _read_jsonl("squad_v2/validation.jsonl")}, absent=("train",))
+
+
+# --------------------------------------------------------------------------- wikitext
+
+
+def _is_heading(line: str) -> bool:
+    text = line.strip()
+    return len(text) > 1 and text.startswith("=") and text.endswith("=")
+
+
+def restore_blank_lines(rows: list[str]) -> list[str]:
+    """The raw file's lines from its non-empty rows.
+
+    WikiText raw files separate blocks with blank lines that hold one space (" "): one before
+    and one after every heading (" = Title = ", " = = Section = = ", ...), and none between the
+    paragraphs of a section. The shared file dropped them; they are put back by that rule.
+    """
+    lines: list[str] = []
+    for row in rows:
+        if _is_heading(row):
+            lines += [" ", row, " "]
+        else:
+            lines.append(row)
+    return lines
+
+
+def wikitext_pages(lines: list[str]) -> list[str]:
+    """Split raw lines into whole articles exactly as the EleutherAI/wikitext_document_level
+    builder does: a new page starts at every top-level " = Title = " line, pages that are only
+    whitespace are skipped, the text after the last title is always a page."""
+    pages: list[str] = []
+    current: list[str] = []
+    for line in lines:
+        flattened = line.replace("= = =", "===").replace("= =", "==").strip()
+        if flattened.startswith("= ") and flattened.strip().endswith(" ="):
+            page = "\n".join(current)
+            if page.strip():
+                pages.append(page)
+            current = []
+        current.append(line)
+    pages.append("\n".join(current))
+    return pages
+
+
+def load_wikitext(**_) -> datasets.DatasetDict:
+    """EleutherAI/wikitext_document_level `wikitext-2-raw-v1`: test pages rebuilt from the shared
+    wiki.test.raw (one row per line, empty rows dropped); train/validation are empty."""
+    path = data_file(WIKITEXT_FILE)
+    text = path.read_text(encoding="utf-8")
+    rows = [line for line in text.split("\n") if line.strip()]
+    if not rows:
+        raise LLMTruncError(f"data file {path} is empty")
+    # The builder reads f.read().split("\n"): a file ending in "\n" gives a final "" line.
+    lines = restore_blank_lines(rows) + ([""] if text.endswith("\n") else [])
+    pages = [{"page": page} for page in wikitext_pages(lines)]
+    return _splits({"test": pages}, absent=("train", "validation"))
+
+
+# --------------------------------------------------------------------------- squad v2 task class
+
+
+class LocalSQuAD2(SQuAD2):
+    """lm-eval's SQuAD2 task on the shared validation split, aggregated offline.
+
+    Prompts, requests, per-document results and metric names are inherited unchanged; only the
+    data source (`download`) and the aggregation (pure-Python official SQuAD 2.0 scoring in
+    `llmtrunc.squad_v2` instead of `evaluate.load("squad_v2")` from the Hub) are replaced.
+    """
+
+    def download(self, *args, **kwargs) -> None:
+        self.dataset = load_squadv2()
+
+    def aggregation(self):
+        return {key: partial(squad_v2_aggregate, key) for key in SQUAD_V2_METRICS}
