@@ -58,9 +58,9 @@ def _register_eval(sub) -> None:
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the results store")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: sentence-transformers' choice)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries / test rows / STS pairs")
+    p.add_argument("--limit", type=int, default=None, help="evaluate N items: the first N queries / STS pairs, N evenly spaced test rows")
     p.add_argument("--max-corpus", type=int, default=None, help="retrieval: keep N corpus docs (relevant docs always kept)")
-    p.add_argument("--max-train", type=int, default=None, help="classification: first N train rows before undersampling; "
+    p.add_argument("--max-train", type=int, default=None, help="classification: N evenly spaced train rows before undersampling; "
                    "STS: first N train pairs for the PCA fit")
     p.add_argument("--json", action="store_true", help="print the main-metric records as JSON lines")
     p.set_defaults(func=cmd_eval)

@@ -107,6 +107,7 @@ class EvalConfig:
     limits: Limits = field(default_factory=Limits)
     use_cache: bool = True
     recompute: bool = False
+    encoder: Encoder | None = None  # an already constructed encoder (reused across runs in tests/scripts)
 
 
 @dataclass
@@ -182,8 +183,12 @@ def make_records(encoder: Encoder, task: Task, variant: trunc.Variant, metrics: 
 def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalOutcome:
     if not config.specs:
         raise LLMTruncError("no drop spec given")
-    spec = resolve_model(config.model)
-    encoder = Encoder(spec, device=config.device, revision=config.revision, batch_size=config.batch_size)
+    if config.encoder is not None:
+        encoder, spec = config.encoder, config.encoder.spec
+    else:
+        spec = resolve_model(config.model)
+        encoder = Encoder(spec, device=config.device, revision=config.revision, batch_size=config.batch_size)
+    encoded_before = encoder.n_encoded
     cache = EmbeddingCache(config.cache_dir, enabled=config.use_cache)
     store = ResultsStore(config.results_dir or default_results_dir())
     tasks = [resolve_task(name, config.data_dir, config.limits) for name in config.tasks]  # fail fast on bad names/data
@@ -226,4 +231,4 @@ def run_eval(config: EvalConfig, log: Callable[[str], None] = print) -> EvalOutc
         shown = f"{task.main_metric}={main[0]['value']:.4f} at K=0, " if main else ""
         log(f"{spec.alias} {task.name}: {shown}{len(pending)} drop specs scored in {time.perf_counter() - t1:.1f}s "
             f"(encode {seconds['encode']:.1f}s so far, cache hits {cache.hits}, misses {cache.misses})")
-    return EvalOutcome(records, written, reused, encoder.n_encoded, cache.hits, cache.misses, seconds)
+    return EvalOutcome(records, written, reused, encoder.n_encoded - encoded_before, cache.hits, cache.misses, seconds)

@@ -106,12 +106,13 @@ class TruncatedEncoder:
     def mteb_model_meta(self):
         if self._meta is None:
             from mteb.models import ModelMeta
+            from mteb.models.model_meta import ScoringFunction
 
             self._meta = ModelMeta.create_empty(overwrites={
                 "name": self.name,
                 "revision": self.encoder.revision,
                 "embed_dim": self.variant.n_keep,
-                "similarity_fn_name": "cosine" if self.encoder.spec.similarity == "cosine" else "dot",
+                "similarity_fn_name": ScoringFunction.COSINE if self.encoder.spec.similarity == "cosine" else ScoringFunction.DOT_PRODUCT,
                 "framework": ["Sentence Transformers"],
                 "modalities": ["text"],
             })

@@ -10,7 +10,8 @@ experiments. Main score: accuracy. Also reported: macro F1.
 Deviations, all without effect on the numbers: the undersampling is done once up front (it does not
 depend on the embeddings), so only the union of the sampled train rows is encoded; n_jobs is left
 at its default (lbfgs multinomial is single-process either way). `max_train` (tests, quick runs)
-cuts the train pool before undersampling; `limit` cuts the test split - both are recorded.
+keeps that many evenly spaced train rows before undersampling and `limit` that many evenly spaced
+test rows (evenly spaced so that label-sorted files keep every label); both are recorded.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def undersample_experiments(labels: list, samples_per_label: int, n_experiments:
     return experiments
 
 
+def _spread(rows: list, n: int) -> list:
+    """n rows evenly spaced over the split (label-sorted files such as banking77 keep every label)."""
+    if n >= len(rows):
+        return rows
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, n).round().astype(int)]
+
+
 class ClassificationTask(Task):
     kind = "classification"
     main_metric = "accuracy"
@@ -84,11 +92,13 @@ class ClassificationTask(Task):
         train_texts, train_labels = _read_rows(folder / "train.jsonl")
         test_texts, test_labels = _read_rows(split_path)
         if limits.max_train is not None:
-            train_texts, train_labels = train_texts[: limits.max_train], train_labels[: limits.max_train]
+            train_texts, train_labels = _spread(train_texts, limits.max_train), _spread(train_labels, limits.max_train)
         if limits.limit is not None:
-            test_texts, test_labels = test_texts[: limits.limit], test_labels[: limits.limit]
+            test_texts, test_labels = _spread(test_texts, limits.limit), _spread(test_labels, limits.limit)
         if not train_texts or not test_texts:
             raise LLMTruncError(f"{folder}: empty train or {split} split")
+        if len(set(map(str, train_labels))) < 2:
+            raise LLMTruncError(f"{folder}: the train rows used hold a single label; a classifier needs at least two")
         classes = sorted(set(map(str, train_labels)) | set(map(str, test_labels)))
         index = {c: i for i, c in enumerate(classes)}
         train_y = [index[str(v)] for v in train_labels]
@@ -128,6 +138,7 @@ class ClassificationTask(Task):
             classifier = LogisticRegression(max_iter=MAX_ITER, random_state=MTEB_SEED)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", message="The number of unique classes")
                 classifier.fit(embeddings["train"][positions], self.train_y[positions])
             predicted = classifier.predict(embeddings["test"])
             accuracies.append(accuracy_score(self.test_y, predicted))

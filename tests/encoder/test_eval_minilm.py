@@ -1,0 +1,161 @@
+"""End to end with the real offline MiniLM on small subsets of the real data."""
+
+import argparse
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from llmtrunc.encoder.cache import CacheKey, EmbeddingCache
+from llmtrunc.encoder.evaluate import EvalConfig, grid_specs, run_eval
+from llmtrunc.encoder.models import Encoder, EncoderSpec
+from llmtrunc.encoder.tasks import Limits
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.spec import parse_drop
+from llmtrunc.store import ResultsStore
+
+SMALL = Limits(limit=4, max_corpus=20, max_train=40)
+
+
+def _run(minilm, tmp_path, tasks, specs, results="results", cache="cache", limits=SMALL, data_dir=None, **kw):
+    config = EvalConfig(tasks=tasks, specs=specs, data_dir=data_dir, cache_dir=str(tmp_path / cache),
+                        results_dir=str(tmp_path / results), limits=limits, encoder=minilm, **kw)
+    return run_eval(config, log=lambda _: None)
+
+
+def _main(records):
+    return {(r["task"], r["drop"]): r["value"] for r in records if r["main"]}
+
+
+def test_grid_cache_hit_and_store_reuse(minilm, tmp_path, data_dir):
+    specs = grid_specs(["last:50%", "random:50%", "pca:50%", "none"], None, [0, 1])
+    tasks = ["scifact", "banking77", "stsb"]
+    first = _run(minilm, tmp_path, tasks, specs, data_dir=data_dir)
+    assert first.encoded_texts > 0 and first.cache_hits == 0 and first.written_runs == 3 * 5
+    # a fresh results store with the same cache: nothing is encoded again, numbers are identical
+    second = _run(minilm, tmp_path, tasks, specs, results="results2", data_dir=data_dir)
+    assert second.encoded_texts == 0 and second.cache_misses == 0 and second.cache_hits == first.cache_misses
+    assert _main(second.records) == pytest.approx(_main(first.records))
+    # the same store: every cell is reused without loading any embedding
+    third = _run(minilm, tmp_path, tasks, specs, data_dir=data_dir)
+    assert third.reused_runs == 15 and third.written_runs == 0 and third.cache_hits == 0
+    records = ResultsStore(tmp_path / "results").records()
+    last = records[(records["drop"] == "last:50%") & (records["task"] == "scifact") & records["main"]].iloc[0]
+    assert list(last["dropped"]) == list(range(192, 384)) and last["keep_dims"] == 192
+    assert last["model_id"] == "sentence-transformers/all-MiniLM-L6-v2" and last["revision"].startswith("local-")
+    assert "sentence-transformers" in last["versions"] and last["metric"] == "ndcg_at_10"
+    seeds = records[(records["family"] == "random:50%") & (records["task"] == "stsb") & records["main"]]
+    assert sorted(seeds["seed"]) == [0, 1]
+    full = _main(first.records)
+    assert full[("scifact", "none")] > 0.5 and full[("stsb", "none")] > 0.5
+
+
+def _write_beir(folder, data_dir, n_queries=3, n_docs=12):
+    """A small BEIR folder cut from the real SciFact (relevant docs first)."""
+    src = data_dir / "scifact"
+    (folder / "qrels").mkdir(parents=True)
+    qrels = [l.split("\t") for l in (src / "qrels" / "test.tsv").read_text().splitlines()[1:]]
+    qrels = [q for q in qrels if q[0] in dict.fromkeys(r[0] for r in qrels[:n_queries])][:n_queries]
+    wanted = {q[1] for q in qrels}
+    docs = [json.loads(l) for l in (src / "corpus.jsonl").read_text().splitlines()]
+    chosen = [d for d in docs if d["_id"] in wanted] + [d for d in docs if d["_id"] not in wanted][: n_docs - len(wanted)]
+    queries = [json.loads(l) for l in (src / "queries.jsonl").read_text().splitlines()]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in chosen))
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries if q["_id"] in {r[0] for r in qrels}))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join("\t".join(q) + "\n" for q in qrels))
+    return chosen
+
+
+def test_data_change_invalidates_cache_and_cells(minilm, tmp_path, data_dir):
+    folder = tmp_path / "mybeir"
+    docs = _write_beir(folder, data_dir)
+    specs = [parse_drop("last:50%")]
+    first = _run(minilm, tmp_path, [str(folder)], specs, limits=Limits())
+    assert first.encoded_texts == len(docs) + 3 and first.records[0]["task_kind"] == "retrieval"
+    docs[-1]["text"] += " (edited)"
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    second = _run(minilm, tmp_path, [str(folder)], specs, limits=Limits())
+    assert second.written_runs == 1 and second.reused_runs == 0  # new data, new cell
+    assert second.encoded_texts == len(docs)  # corpus re-encoded, queries from the cache
+    assert second.cache_hits == 1 and second.cache_misses == 1
+
+
+def test_corrupt_or_partial_cache_is_rebuilt(minilm, tmp_path, data_dir):
+    specs = [parse_drop("first:50%")]
+    first = _run(minilm, tmp_path, ["stsb"], specs, data_dir=data_dir)
+    npy = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(npy) == 1
+    raw = npy[0].read_bytes()
+    npy[0].write_bytes(raw[: len(raw) // 2])  # partial write
+    second = _run(minilm, tmp_path, ["stsb"], specs, results="r2", data_dir=data_dir)
+    assert second.cache_misses == 1 and second.encoded_texts == first.encoded_texts
+    npy[0].write_bytes(npy[0].read_bytes()[:-4] + b"\x00\x00\x80\x7f")  # same size, flipped bytes
+    assert second.records[0]["value"] == pytest.approx(first.records[0]["value"])
+    third = _run(minilm, tmp_path, ["stsb"], specs, results="r3", data_dir=data_dir)
+    assert third.cache_misses == 1
+    npy[0].with_suffix(".json").unlink()  # sidecar missing: a partial entry
+    fourth = _run(minilm, tmp_path, ["stsb"], specs, results="r4", data_dir=data_dir)
+    assert fourth.cache_misses == 1 and fourth.encoded_texts == first.encoded_texts
+
+
+def test_model_change_invalidates_cache(minilm, tmp_path):
+    src = minilm.source
+    copy = tmp_path / "model"
+    for path in [p for p in __import__("pathlib").Path(src).rglob("*") if p.is_file()]:
+        target = copy / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.name == "config_sentence_transformers.json":
+            shutil.copy(path, target)
+        else:
+            os.symlink(path, target)
+    spec = EncoderSpec("copy", "sentence-transformers/all-MiniLM-L6-v2", local_path=lambda: str(copy))
+    before = Encoder(spec).revision
+    config = copy / "config_sentence_transformers.json"
+    config.write_text(config.read_text() + "\n")
+    after = Encoder(spec).revision
+    assert before != after
+    cache = EmbeddingCache(tmp_path / "c")
+    key = CacheKey(spec.hub_id, before, "d", "test", "query", "", "abc", 1)
+    cache.save(key, np.ones((1, 4), dtype=np.float32))
+    assert cache.load(key) is not None
+    for changed in (dict(revision=after), dict(model_id="other/model"), dict(prompt="query: "), dict(texts_sha256="abd")):
+        assert cache.load(CacheKey(**{**key.__dict__, **changed})) is None
+
+
+def test_cli_folder_classification_and_errors(tmp_path, data_dir, capsys):
+    from llmtrunc.commands import encoder as command
+
+    folder = tmp_path / "mycls"
+    folder.mkdir()
+    rows = [json.loads(l) for l in (data_dir / "banking77" / "test.jsonl").read_text().splitlines()]
+    zeros, ones = [r for r in rows if r["label"] == 0], [r for r in rows if r["label"] == 1]
+    rows = [r for pair in zip(zeros, ones) for r in pair]
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": r["text"], "label": r["label_text"]}) + "\n" for r in rows[:30]))
+    (folder / "test.jsonl").write_text("".join(json.dumps({"text": r["text"], "label": r["label_text"]}) + "\n" for r in rows[30:40]))
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    base = ["encoder", "eval", "--results-dir", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")]
+    args = parser.parse_args(base + ["--tasks", str(folder), "--drop", "last,random", "--k", "0,50", "--seeds", "0,1", "--json"])
+    assert args.func(args) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith("{")]
+    assert {l["drop"] for l in lines} == {"last:0%", "last:50%", "random:0%@0", "random:0%@1", "random:50%@0", "random:50%@1"}
+    assert all(l["metric"] == "accuracy" and 0 <= l["value"] <= 1 for l in lines)
+    for bad in (["--model", "no-such-model"], ["--tasks", "nfcorpus"], ["--drop", "middle:50%"], ["--k", "0,10,...,95"],
+                ["--tasks", "scifact", "--data-dir", str(tmp_path / "nowhere")]):
+        args = parser.parse_args(base + bad)
+        with pytest.raises(LLMTruncError):
+            args.func(args)
+
+
+def test_report_from_store(minilm, tmp_path, data_dir):
+    from llmtrunc.encoder.report import build_report
+
+    specs = grid_specs(["first", "last", "random", "pca"], [0, 50], [0, 1])
+    _run(minilm, tmp_path, ["stsb"], specs, data_dir=data_dir)
+    written = build_report(tmp_path / "results", tmp_path / "rep", command_line="llmtrunc encoder eval ...")
+    names = {p.name for p in written}
+    assert {"README.md", "summary.csv", "table_k50.csv", "retention_minilm.png"} <= names
+    text = (tmp_path / "rep" / "README.md").read_text()
+    assert "stsb" in text and "±" in text
