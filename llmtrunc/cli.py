@@ -12,7 +12,7 @@ import sys
 
 from llmtrunc.errors import LLMTruncError
 
-COMMANDS = ("models", "eval", "encoder")
+COMMANDS = ("models", "eval", "encoder", "export")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
