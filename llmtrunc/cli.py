@@ -45,5 +45,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m llmtrunc.cli
     sys.exit(main())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import shlex
 import subprocess
+import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from llmtrunc.data import PROJECT_ROOT
 
@@ -36,6 +39,13 @@ def git_hash() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head
+
+
+def command() -> str:
+    """The command line that produced a result, as a user would type it."""
+    argv = list(sys.argv) or ["python"]
+    program = Path(argv[0]).name
+    return shlex.join(["llmtrunc" if program in ("cli.py", "__main__.py") else program, *argv[1:]])
 
 
 def now() -> str:

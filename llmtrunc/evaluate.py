@@ -1,0 +1,183 @@
+"""LLM track runner: spec -> hooks -> lm-eval -> flat records in the results store.
+
+One model load serves every drop condition: `HFTruncLM.set_drop` swaps the hooks between runs.
+A run is one (model, drop, position, task) cell, keyed by every setting that changes its
+numbers, so a cell already in the store (a baseline from an earlier command, or a cell an
+interrupted sweep finished) is reused instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmtrunc import provenance
+from llmtrunc.data import ENV_VAR, find_data_dir
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.models import ModelRef
+from llmtrunc.spec import DropSpec
+from llmtrunc.store import ResultsStore, run_id
+from llmtrunc.tasks import TaskRef, task_manager
+
+LOCAL_PREFIX = "local_"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything besides drop, position and task that decides a run's numbers."""
+
+    model: ModelRef
+    revision: str = "main"
+    dtype: str = "auto"
+    num_fewshot: int | None = None
+    limit: float | None = None
+    apply_chat_template: bool = False
+    gen_kwargs: str | None = None
+    quantization: str | None = None
+    batch_size: str = "1"
+    device: str = "cpu"
+    extra_model_args: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "pretrained": self.model.pretrained,
+            "gguf_file": self.model.gguf_file,
+            "revision": self.revision,
+            "dtype": self.dtype,
+            "num_fewshot": self.num_fewshot,
+            "limit": self.limit,
+            "apply_chat_template": self.apply_chat_template,
+            "gen_kwargs": self.gen_kwargs,
+            "quantization": self.quantization,
+        }
+
+
+def cell_key(settings: RunSettings, spec: DropSpec, at: str, task: TaskRef) -> dict[str, Any]:
+    # With nothing dropped the position is irrelevant: one baseline serves both positions.
+    return {**settings.key(), "drop": spec.name, "at": at if spec.kind != "none" else "-", "task": task.lm_eval_name}
+
+
+def cell_id(settings: RunSettings, spec: DropSpec, at: str, task: TaskRef) -> str:
+    at_label = at if spec.kind != "none" else ""
+    return run_id(cell_key(settings, spec, at, task), settings.model.name, task.name, spec.name, at_label)
+
+
+def load_lm(settings: RunSettings):
+    """Load the model once as hf-trunc (no hooks yet); loading failures become one-line errors."""
+    from llmtrunc.hf_trunc import HFTruncLM
+
+    args = {
+        **settings.model.model_args(),
+        "revision": settings.revision,
+        "dtype": settings.dtype,
+        "batch_size": settings.batch_size,
+        "device": settings.device,
+        **settings.extra_model_args,
+    }
+    try:
+        return HFTruncLM(**args)
+    except LLMTruncError:
+        raise
+    except Exception as exc:  # transformers/hub raise many types; the user needs the first line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LLMTruncError(f"cannot load model {settings.model.name!r}: {first}") from None
+
+
+def standard_name(lm_eval_name: str) -> str:
+    return lm_eval_name[len(LOCAL_PREFIX):] if lm_eval_name.startswith(LOCAL_PREFIX) else lm_eval_name
+
+
+def to_records(results: dict, base: dict[str, Any]) -> list[dict[str, Any]]:
+    """lm-eval's results dict -> one flat record per (task, metric, filter)."""
+    records = []
+    for lm_task, metrics in results["results"].items():
+        higher = results.get("higher_is_better", {}).get(lm_task, {})
+        for key, value in metrics.items():
+            if "," not in key or "_stderr," in key or not isinstance(value, (int, float)):
+                continue
+            metric, filt = key.split(",", 1)
+            stderr = metrics.get(f"{metric}_stderr,{filt}")
+            records.append({
+                **base,
+                "subtask": standard_name(lm_task),
+                "lm_eval_task": lm_task,
+                "metric": metric,
+                "filter": filt,
+                "value": float(value),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else None,
+                "higher_is_better": higher.get(metric),
+                "n_shot": results.get("n-shot", {}).get(lm_task),
+                "n_samples": results.get("n-samples", {}).get(lm_task, {}).get("effective"),
+            })
+    return records
+
+
+def run_cell(lm, settings: RunSettings, spec: DropSpec, at: str, task: TaskRef, store: ResultsStore,
+             log_samples: bool = False) -> tuple[str, list[dict], bool]:
+    """Evaluate one cell unless the store has it; returns (run id, records, reused?)."""
+    import lm_eval
+    from lm_eval.utils import handle_non_serializable
+
+    rid = cell_id(settings, spec, at, task)
+    if store.has_run(rid):
+        return rid, store.run_records(rid), True
+    indices = lm.set_drop(spec, at)
+    results = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=[task.lm_eval_name],
+        num_fewshot=settings.num_fewshot,
+        limit=settings.limit,
+        log_samples=log_samples,
+        apply_chat_template=settings.apply_chat_template,
+        gen_kwargs=settings.gen_kwargs,
+        task_manager=task_manager(),
+    )
+    if results is None:  # non-zero rank under data parallel: rank 0 writes
+        return rid, [], False
+    base = {
+        "run_id": rid,
+        "track": "llm",
+        "model": settings.model.name,
+        "pretrained": settings.model.pretrained,
+        "gguf_file": settings.model.gguf_file,
+        "revision": settings.revision,
+        "dtype": settings.dtype,
+        "quantization": settings.quantization,
+        "drop": spec.name,
+        "drop_family": spec.family,
+        "drop_kind": spec.kind,
+        "drop_ratio": None if spec.ratio is None else float(spec.ratio),
+        "seed": spec.seed,
+        "dropped_indices": list(indices),
+        "n_dropped": len(indices),
+        "hidden_size": lm.hidden_size,
+        "at": at if spec.kind != "none" else "-",
+        "task": task.name,
+        "num_fewshot": settings.num_fewshot,
+        "limit": settings.limit,
+        "apply_chat_template": settings.apply_chat_template,
+        "gen_kwargs": settings.gen_kwargs,
+        "versions": provenance.versions(),
+        "git_hash": provenance.git_hash(),
+        "command": provenance.command(),
+        "time": provenance.now(),
+    }
+    samples = results.pop("samples", None) or {}
+    files: dict[str, Any] = {"results.json": json.dumps(results, indent=2, default=handle_non_serializable)}
+    for name, rows in samples.items():
+        files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n" for r in rows)
+    records = to_records(results, base)
+    store.write_run(rid, records, files)
+    return rid, records, False
+
+
+def use_data_dir(explicit: str | None) -> None:
+    """Point the local tasks at --data-dir (they read $LLMTRUNC_DATA_DIR when lm-eval loads them)."""
+    found = find_data_dir(explicit)
+    if explicit and (found is None or not found.is_dir()):
+        raise LLMTruncError(f"data directory not found: {explicit}")
+    if found is not None:
+        os.environ[ENV_VAR] = str(found)
+

@@ -1,0 +1,24 @@
+"""`python -m llmtrunc.lm_eval ...`: lm-eval's own CLI with the `hf-trunc` model registered.
+
+lm-eval's CLI only knows models inside its package; importing llmtrunc.hf_trunc registers
+`hf-trunc`. Every argument goes to lm-eval unchanged, except that llmtrunc's local task folder is
+added as `--include_path` when none is given. Multi-GPU data parallel:
+`accelerate launch -m llmtrunc.lm_eval --model hf-trunc ...`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    import llmtrunc.hf_trunc  # noqa: F401  (registers hf-trunc)
+    from lm_eval.__main__ import cli_evaluate
+
+    from llmtrunc.tasks import TASKS_DIR
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--include_path" not in args and not any(a.startswith("--include_path=") for a in args) and args[:1] not in (["ls"], ["validate"]) :
+        args += ["--include_path", str(TASKS_DIR)]
+    sys.argv = [sys.argv[0], *args]
+    cli_evaluate()

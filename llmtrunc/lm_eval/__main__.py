@@ -1,0 +1,3 @@
+from llmtrunc.lm_eval import main
+
+main()

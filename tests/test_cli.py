@@ -1,0 +1,72 @@
+"""The CLI end to end on the real offline model and data, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from llmtrunc.cli import main
+from llmtrunc.store import ResultsStore
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "llmtrunc.cli", *argv], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--model", "no-such-model", "--tasks", "arc_easy"], "unknown model 'no-such-model'"),
+    (["eval", "--drop", "half", "--tasks", "arc_easy"], "malformed drop spec 'half'"),
+    (["eval", "--drop", "random:150%", "--tasks", "arc_easy"], "outside 0-100%"),
+    (["eval", "--at", "mid-norm", "--tasks", "arc_easy"], "invalid choice: 'mid-norm'"),
+    (["eval", "--tasks", "no_such_task"], "unknown task 'no_such_task'"),
+    (["eval", "--tasks", "arc_easy", "--data-dir", "/nonexistent/data"], "data directory not found"),
+    (["eval", "--tasks", "arc_easy", "--limit", "0"], "--limit must be positive"),
+])
+def test_bad_input_is_one_line_and_nonzero(argv, message):
+    proc = run_cli(*argv)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert message in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--model", "--drop", "--seed", "--at", "--tasks", "--limit", "--data-dir", "--dtype", "--device",
+                   "--batch-size", "--output", "--log-samples"):
+        assert option in text
+
+
+def test_models_lists_aliases(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for alias in ("llama3.1-8b", "qwen2.5-7b-instruct", "smollm2-135m"):
+        assert alias in out
+
+
+def test_eval_end_to_end_writes_results_and_retention(tmp_path, capsys):
+    """The issue's command: smollm2-135m, last-half, arc_easy, limit 20, on the shared data."""
+    out = tmp_path / "results"
+    argv = ["eval", "--model", "smollm2-135m", "--drop", "last-half", "--tasks", "arc_easy", "--limit", "20",
+            "--output", str(out), "--batch-size", "4"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "retention" in printed and "arc_easy" in printed
+    records = ResultsStore(out).records()
+    assert set(records["drop"]) == {"none", "last:50%"}
+    acc = records[records["metric"] == "acc"].set_index("drop")["value"]
+    assert 0 <= acc["last:50%"] <= 1 and 0 <= acc["none"] <= 1
+    row = records[records["drop"] == "last:50%"].iloc[0]
+    assert row["dropped_indices"] == list(range(288, 576)) and row["hidden_size"] == 576
+    assert row["at"] == "post-norm" and row["limit"] == 20 and row["task"] == "arc_easy"
+    assert row["versions"]["lm-eval"] and row["git_hash"]
+    run_dir = ResultsStore(out).run_dir(row["run_id"])
+    assert json.loads((run_dir / "results.json").read_text())["results"]["local_arc_easy"]
+    # a second command reuses both cells from the store: nothing is recomputed
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")}
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")} == before
