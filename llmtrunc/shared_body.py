@@ -1,0 +1,90 @@
+"""Compute once, score many: the transformer body runs once per loglikelihood request.
+
+A drop only changes the final hidden state, so for loglikelihood-based requests (multiple
+choice, loglikelihood_rolling) `SharedBodyLM` keeps the last decoder layer's output at the
+scored positions and scores each drop condition from it with only the final norm and the LM
+head, called as the real modules so the truncation hooks of the current condition apply exactly
+as in a full forward pass. Generation requests run the whole model per condition, as usual.
+
+The cache lives on one loaded model (so never crosses models, revisions or dtypes) and is keyed
+by the exact input token ids and continuation length (so never crosses task configs); the
+position is applied at scoring time, never cached.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from llmtrunc import hooks
+from llmtrunc.hf_trunc import HFTruncLM
+
+# Causal LMs whose logits are exactly lm_head(norm(h)) (+ optional final_logit_softcapping).
+SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "MistralForCausalLM",
+             "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM"}
+
+
+class SharedBodyLM(HFTruncLM):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shared = type(self.model).__name__ in SUPPORTED and self.backend == "causal"
+        self._states: dict[tuple[tuple[int, ...], int], torch.Tensor] = {}
+        self.body_passes = 0  # requests whose body was computed (for tests and benchmarks)
+
+    def clear_cache(self) -> None:
+        self._states.clear()
+
+    def _body_batch(self, keys: list[tuple[tuple[int, ...], int]]) -> None:
+        """Run the decoder stack on right-padded inputs; keep pre-norm states at the scored positions."""
+        inputs = [torch.tensor(full[:-1], dtype=torch.long) for full, _ in keys]
+        length = max(len(x) for x in inputs)
+        batch = torch.zeros(len(inputs), length, dtype=torch.long)
+        for row, x in enumerate(inputs):
+            batch[row, : len(x)] = x
+        captured = []
+        norm = hooks.find_final_norm(self.model)
+        # prepend: capture the untouched state before any pre-norm truncation hook sees it
+        handle = norm.register_forward_pre_hook(lambda m, a: captured.append(a[0]), prepend=True)
+        try:
+            with torch.no_grad():
+                self.model.get_decoder()(input_ids=batch.to(self.device), use_cache=False)
+        finally:
+            handle.remove()
+        states = captured[0]
+        for row, (key, x) in enumerate(zip(keys, inputs)):
+            contlen = key[1]
+            self._states[key] = states[row, len(x) - contlen: len(x)].detach().clone()
+        self.body_passes += len(keys)
+
+    def _head_logprobs(self, states: torch.Tensor) -> torch.Tensor:
+        """log-softmax over the vocabulary under the current drop: final norm, LM head, softcap."""
+        with torch.no_grad():
+            logits = hooks.find_lm_head(self.model)(hooks.find_final_norm(self.model)(states))
+            cap = getattr(self.model.config.get_text_config(), "final_logit_softcapping", None)
+            if cap:
+                logits = torch.tanh(logits / cap) * cap
+            return F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+        if not self.shared:
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        keys = []
+        for _, context_enc, continuation_enc in requests:
+            full = tuple((context_enc + continuation_enc)[-(self.max_length + 1):])  # as HFLM truncates
+            keys.append((full, len(continuation_enc)))
+        missing = sorted({k for k in keys if k not in self._states}, key=lambda k: -len(k[0]))
+        size = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8
+        for start in tqdm(range(0, len(missing), size), disable=disable_tqdm or self.rank != 0,
+                          desc="Running shared body"):
+            self._body_batch(missing[start: start + size])
+        results = []
+        for (request, _, continuation_enc), key in zip(requests, keys):
+            logprobs = self._head_logprobs(self._states[key])
+            target = torch.tensor(continuation_enc, dtype=torch.long, device=logprobs.device)
+            greedy = bool((logprobs.argmax(dim=-1) == target).all())
+            answer = (float(logprobs.gather(-1, target[:, None]).sum()), greedy)
+            results.append(answer)
+            if request is not None:
+                self.cache_hook.add_partial("loglikelihood", request, answer)
+        return results

@@ -1,0 +1,53 @@
+"""Compute-once scoring equals running each drop condition on its own, on the real SmolLM2."""
+
+import pytest
+from lm_eval.api.instance import Instance
+
+from llmtrunc.shared_body import SharedBodyLM
+from llmtrunc.spec import parse_drop
+from tests.test_hf_trunc import arc_requests
+
+CONDITIONS = [("none", "post-norm"), ("last-half", "post-norm"), ("first-half", "pre-norm"), ("random:50%@1", "post-norm")]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return SharedBodyLM(pretrained="smollm2-135m", device="cpu", batch_size=4)
+
+
+def score_all(lm, requests, shared: bool):
+    lm.shared = shared
+    out = {}
+    for drop, at in CONDITIONS:
+        lm.set_drop(parse_drop(drop), at)
+        out[(drop, at)] = lm.loglikelihood(requests)
+    lm.shared = True
+    return out
+
+
+def test_shared_body_matches_separate_runs(lm):
+    requests = arc_requests(3)
+    lm.clear_cache()
+    lm.body_passes = 0
+    shared = score_all(lm, requests, shared=True)
+    assert lm.body_passes == len(requests)  # the body ran once per request for all four conditions
+    separate = score_all(lm, requests, shared=False)
+    for condition in CONDITIONS:
+        for (ll_a, greedy_a), (ll_b, greedy_b) in zip(shared[condition], separate[condition]):
+            assert abs(ll_a - ll_b) < 1e-4 and greedy_a == greedy_b
+    # the conditions really differ, and the per-question choice (accuracy) agrees
+    assert shared[CONDITIONS[0]] != shared[CONDITIONS[1]]
+    for condition in CONDITIONS:
+        picks = lambda res: [max(range(4), key=lambda j: res[4 * i + j][0]) for i in range(3)]  # noqa: E731
+        assert picks(shared[condition]) == picks(separate[condition])
+
+
+def test_rolling_loglikelihood_matches(lm):
+    text = "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy, a region in France."
+    request = [Instance("loglikelihood_rolling", doc={}, arguments=(text,), idx=0)]
+    for drop, at in CONDITIONS[:2]:
+        lm.set_drop(parse_drop(drop), at)
+        lm.shared = False
+        separate = lm.loglikelihood_rolling(request)[0]
+        lm.shared = True
+        assert abs(lm.loglikelihood_rolling(request)[0] - separate) < 1e-4
