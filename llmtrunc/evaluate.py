@@ -36,6 +36,7 @@ class RunSettings:
     apply_chat_template: bool = False
     gen_kwargs: str | None = None
     quantization: str | None = None
+    backend: str = "hf"
     batch_size: str = "1"
     device: str = "cpu"
     extra_model_args: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class RunSettings:
             "apply_chat_template": self.apply_chat_template,
             "gen_kwargs": self.gen_kwargs,
             "quantization": self.quantization,
+            "backend": self.backend,
         }
 
 
@@ -64,20 +66,22 @@ def cell_id(settings: RunSettings, spec: DropSpec, at: str, task: TaskRef) -> st
     return run_id(cell_key(settings, spec, at, task), settings.model.name, task.name, spec.name, at_label)
 
 
-def load_lm(settings: RunSettings):
+def load_lm(settings: RunSettings, lm_class=None):
     """Load the model once as hf-trunc (no hooks yet); loading failures become one-line errors."""
     from llmtrunc.hf_trunc import HFTruncLM
 
+    lm_class = lm_class or HFTruncLM
     args = {
         **settings.model.model_args(),
         "revision": settings.revision,
         "dtype": settings.dtype,
         "batch_size": settings.batch_size,
         "device": settings.device,
+        **({"quantization": settings.quantization} if settings.quantization else {}),
         **settings.extra_model_args,
     }
     try:
-        return HFTruncLM(**args)
+        return lm_class(**args)
     except LLMTruncError:
         raise
     except Exception as exc:  # transformers/hub raise many types; the user needs the first line
@@ -145,6 +149,7 @@ def run_cell(lm, settings: RunSettings, spec: DropSpec, at: str, task: TaskRef, 
         "revision": settings.revision,
         "dtype": settings.dtype,
         "quantization": settings.quantization,
+        "backend": settings.backend,
         "drop": spec.name,
         "drop_family": spec.family,
         "drop_kind": spec.kind,
@@ -181,3 +186,63 @@ def use_data_dir(explicit: str | None) -> None:
     if found is not None:
         os.environ[ENV_VAR] = str(found)
 
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work and of storage: a task under one drop at one position."""
+
+    task: TaskRef
+    spec: DropSpec
+    at: str
+
+
+class LMProvider:
+    """The LM for a cell: hf loads the model once for every drop, vllm builds one engine per drop."""
+
+    def __init__(self, settings: RunSettings, lm_class=None, tensor_parallel_size: int = 1, data_parallel_size: int = 1):
+        self.settings, self.lm_class = settings, lm_class
+        self.parallel = (tensor_parallel_size, data_parallel_size)
+        self._lm, self._lm_spec = None, None
+
+    def check(self, cells: list[Cell]) -> None:
+        """Refuse what the backend cannot run before anything is computed."""
+        if self.settings.backend == "vllm":
+            from llmtrunc.export import check_exportable
+            from llmtrunc.vllm_backend import require_vllm
+
+            for cell in cells:
+                check_exportable(cell.spec, cell.at)
+            require_vllm()
+
+    def get(self, spec: DropSpec, at: str):
+        if self.settings.backend == "vllm":
+            if self._lm_spec != (spec, at):
+                from llmtrunc.vllm_backend import vllm_lm
+
+                self._lm = vllm_lm(self.settings, spec, at, *self.parallel)
+                self._lm_spec = (spec, at)
+        elif self._lm is None:
+            self._lm = load_lm(self.settings, self.lm_class)
+        return self._lm
+
+
+def run_cells(cells: list[Cell], settings: RunSettings, store: ResultsStore, provider: LMProvider,
+              log_samples: bool = False, console=None) -> list[str]:
+    """Compute every cell the store lacks, in order; returns the run ids of all cells."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    provider.check([c for c in cells if not store.has_run(cell_id(settings, c.spec, c.at, c.task))])
+    run_ids = []
+    for cell in cells:
+        rid = cell_id(settings, cell.spec, cell.at, cell.task)
+        where = f" at {cell.at}" if cell.spec.kind != "none" else ""
+        if store.has_run(rid):
+            console.print(f"[dim]reusing {settings.model.name} / {cell.task.name} / {cell.spec.name}{where}[/dim]")
+        else:
+            lm = provider.get(cell.spec, cell.at)
+            console.print(f"evaluating {settings.model.name} / {cell.task.name} / {cell.spec.name}{where}")
+            run_cell(lm, settings, cell.spec, cell.at, cell.task, store, log_samples)
+        run_ids.append(rid)
+    return run_ids

@@ -1,7 +1,8 @@
 """`hf-trunc`: lm-eval's HF model with dimensions of the final hidden state zeroed.
 
 Follows lm-eval's own `steered` model: a subclass of HFLM that hooks the loaded model. It takes
-`drop=` (a drop spec), `at=` (post-norm | pre-norm) and `seed=` in model_args, and accepts
+`drop=` (a drop spec), `at=` (post-norm | pre-norm), `seed=` and `quantization=` (bnb-8bit | bnb-4bit)
+in model_args, and accepts
 llmtrunc's model aliases as `pretrained=`. With `drop=none` no hook is attached at all, so the
 computation is plain lm-eval HF, bit for bit.
 """
@@ -12,12 +13,13 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from llmtrunc import hooks
+from llmtrunc.quantization import QuantizedLoadMixin
 from llmtrunc.models import HUB_ALIASES, LOCAL_ALIASES, resolve_model
 from llmtrunc.spec import DropSpec, parse_drop
 
 
 @register_model("hf-trunc")
-class HFTruncLM(HFLM):
+class HFTruncLM(QuantizedLoadMixin, HFLM):
     def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None, **kwargs):
         if isinstance(pretrained, str) and (pretrained in HUB_ALIASES or pretrained in LOCAL_ALIASES):
             ref = resolve_model(pretrained)

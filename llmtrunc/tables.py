@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -16,7 +18,7 @@ def _fmt(value) -> str:
 
 def print_retention(store: ResultsStore, run_ids: list[str], console: Console | None = None) -> pd.DataFrame:
     """Print task x metric rows with baseline, truncated score and retention; return the table."""
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     frame = store.records()
     frame = frame[frame["run_id"].isin(run_ids)] if not frame.empty else frame
     if frame.empty:

@@ -19,6 +19,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", default="1", help="lm-eval batch size: an integer or auto (default 1)")
     parser.add_argument("--parallelize", action="store_true",
                         help="split a model larger than one GPU over all visible GPUs (device_map=auto)")
+    quant = parser.add_mutually_exclusive_group()
+    quant.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (extra: llmtrunc[quant], CUDA)")
+    quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit weights (extra: llmtrunc[quant], CUDA)")
+    parser.add_argument("--backend", default="hf", choices=("hf", "vllm"),
+                        help="hf (hooks; default) or vllm (post-norm drops exported as zeroed LM-head columns)")
+    parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM tensor parallel size")
+    parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel size")
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +96,9 @@ def build_settings(args):
         if limit <= 0:
             raise LLMTruncError("--limit must be positive")
         limit = int(limit) if limit >= 1 else limit
+    from llmtrunc.quantization import hf_model_kwargs
+
+    _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
     extra = {"parallelize": True} if args.parallelize else {}
     return RunSettings(
         model=resolve_model(args.model),
@@ -100,40 +110,38 @@ def build_settings(args):
         gen_kwargs=args.gen_kwargs,
         batch_size=str(args.batch_size),
         device=resolve_device(args.device),
+        quantization=quantization,
+        backend=args.backend,
         extra_model_args=extra,
     )
+
+
+def eval_cells(specs, tasks, at: str):
+    """Baseline first, then every drop, for each task."""
+    from llmtrunc.evaluate import Cell
+    from llmtrunc.spec import DropSpec
+
+    specs = [DropSpec("none"), *(s for s in specs if s.kind != "none")]
+    return [Cell(task, spec, at) for task in tasks for spec in specs]
 
 
 def run(args) -> int:
     from rich.console import Console
 
-    from llmtrunc.evaluate import cell_id, load_lm, run_cell, use_data_dir
-    from llmtrunc.spec import DropSpec, parse_drops
+    from llmtrunc.evaluate import LMProvider, run_cells, use_data_dir
+    from llmtrunc.spec import parse_drops
     from llmtrunc.store import ResultsStore
     from llmtrunc.tables import print_retention
-    from llmtrunc.tasks import resolve_tasks
+    from llmtrunc.tasks import check_num_fewshot, resolve_tasks
 
-    console = Console(stderr=True)
     specs = parse_drops(args.drop or ["none"], args.seed, parse_seeds(args.seeds))
-    specs = [DropSpec("none"), *(s for s in specs if s.kind != "none")]  # the baseline always runs first
     use_data_dir(args.data_dir)
     tasks = resolve_tasks([t for t in args.tasks.split(",") if t.strip()], args.data_dir, args.hub_tasks)
+    check_num_fewshot(tasks, args.num_fewshot)
     settings = build_settings(args)
     store = ResultsStore(args.output)
-
-    lm, run_ids = None, []
-    for task in tasks:
-        for spec in specs:
-            rid = cell_id(settings, spec, args.at, task)
-            if store.has_run(rid):
-                console.print(f"[dim]reusing {task.name} / {spec.name} from {store.run_dir(rid)}[/dim]")
-            else:
-                if lm is None:
-                    console.print(f"loading {settings.model.name} ({settings.model.pretrained}) on {settings.device}")
-                    lm = load_lm(settings)
-                console.print(f"evaluating {task.name} with drop {spec.name}" + (f" at {args.at}" if spec.kind != "none" else ""))
-                run_cell(lm, settings, spec, args.at, task, store, args.log_samples)
-            run_ids.append(rid)
+    provider = LMProvider(settings, None, args.tensor_parallel_size, args.data_parallel_size)
+    run_ids = run_cells(eval_cells(specs, tasks, args.at), settings, store, provider, args.log_samples)
     print_retention(store, run_ids)
-    console.print(f"results store: {store.root}")
+    Console(stderr=True).print(f"results store: {store.root}")
     return 0
