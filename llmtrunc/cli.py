@@ -12,7 +12,7 @@ import sys
 
 from llmtrunc.errors import LLMTruncError
 
-COMMANDS = ("models", "eval", "encoder", "export")
+COMMANDS = ("models", "eval", "sweep", "export", "encoder")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -215,6 +215,11 @@ class LMProvider:
                 check_exportable(cell.spec, cell.at)
             require_vllm()
 
+    def clear_cache(self) -> None:
+        """Free a shared-body cache (its states belong to one task)."""
+        if hasattr(self._lm, "clear_cache"):
+            self._lm.clear_cache()
+
     def get(self, spec: DropSpec, at: str):
         if self.settings.backend == "vllm":
             if self._lm_spec != (spec, at):

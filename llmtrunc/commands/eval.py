@@ -28,8 +28,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel size")
 
 
-def add_task_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", required=True,
+def add_task_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--tasks", required=required,
                         help="comma-separated lm-eval task names (gsm8k, mmlu, squadv2, arc_easy, ...)")
     parser.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples (default: the task's own)")
     parser.add_argument("--limit", type=float, default=None,
@@ -87,7 +87,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_settings(args):
+def build_settings(args, model: str | None = None):
     from llmtrunc.evaluate import RunSettings
     from llmtrunc.models import resolve_model
 
@@ -101,7 +101,7 @@ def build_settings(args):
     _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
     extra = {"parallelize": True} if args.parallelize else {}
     return RunSettings(
-        model=resolve_model(args.model),
+        model=resolve_model(model or args.model),
         revision=args.revision,
         dtype=args.dtype,
         num_fewshot=args.num_fewshot,

@@ -1,0 +1,72 @@
+"""Sweep grid, shards, config, and resume after a killed sweep (real model, tiny limit)."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.store import ResultsStore
+from llmtrunc.sweep import SweepConfig, grid, parse_shard, shard
+from llmtrunc.tasks import TaskRef
+
+TASKS = [TaskRef("arc_easy", "local_arc_easy"), TaskRef("boolq", "local_boolq")]
+
+
+def config(**kw):
+    base = dict(models=["smollm2-135m", "qwen2.5-7b"], tasks=["arc_easy", "boolq"],
+                drops=["first-half", "last-half", "random"], k=["50%"], seeds=[0, 1, 2, 3, 4],
+                positions=["post-norm", "pre-norm"])
+    return SweepConfig(**{**base, **kw})
+
+
+def test_grid_expands_seeds_k_and_positions():
+    cells = grid(config(), TASKS)
+    # per model and task: none once + (first, last, 5 random) x 2 positions
+    assert len(cells) == 2 * 2 * (1 + 7 * 2)
+    names = {c.spec.name for _, c in cells}
+    assert names == {"none", "first:50%", "last:50%", *(f"random:50%@{s}" for s in range(5))}
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 7, 64])
+def test_shards_partition_the_grid(total):
+    cells = grid(config(), TASKS)
+    parts = [shard(cells, i, total) for i in range(1, total + 1)]
+    assert [c for part in parts for c in part] == cells  # disjoint, complete, order kept
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_bad_shard_and_config(tmp_path):
+    for text in ("0/2", "3/2", "a/b", "2"):
+        with pytest.raises(LLMTruncError):
+            parse_shard(text)
+    path = tmp_path / "sweep.yaml"
+    path.write_text("models: smollm2-135m\ntasks: [arc_easy]\ndrops: [last-half]\ncolour: red\n")
+    with pytest.raises(LLMTruncError, match="unknown keys"):
+        SweepConfig.from_yaml(str(path))
+    path.write_text("models: smollm2-135m\ntasks: [arc_easy]\ndrops: [random]\n")
+    with pytest.raises(LLMTruncError, match="K grid"):
+        SweepConfig.from_yaml(str(path)).drop_specs()
+
+
+def test_killed_sweep_resumes_without_recomputing_or_duplicating(tmp_path):
+    out = tmp_path / "store"
+    cmd = [sys.executable, "-m", "llmtrunc.cli", "sweep", "--model", "smollm2-135m", "--tasks", "arc_easy",
+           "--drop", "first-half,last-half,random:50%@1", "--limit", "2", "--output", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(out.glob("runs/*/records.jsonl")):
+        time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    first = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")}
+    assert 1 <= len(first) < 4
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("reusing") == len(first)
+    assert all(p.stat().st_mtime_ns == t for p, t in first.items())  # finished cells untouched
+    records = ResultsStore(out).records()
+    assert sorted(records.groupby("run_id").size().index.size for _ in [0]) == [4]
+    assert not records.duplicated(["run_id", "metric", "filter"]).any()
+    assert set(records["drop"]) == {"none", "first:50%", "last:50%", "random:50%@1"}
