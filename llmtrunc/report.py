@@ -1,0 +1,166 @@
+"""LLM-track report: per model, task x condition scores and retention, floors, curves, provenance.
+
+Written as Markdown and one self-contained HTML page (plots embedded as PNG data URIs). The same
+store always gives the same files: rows and columns are sorted and plots carry no timestamps.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from llmtrunc.data import find_data_dir  # noqa: E402
+from llmtrunc.retention import with_baseline  # noqa: E402
+
+# The metric a task is read by (the paper's choices where it made one).
+MAIN_METRIC = {"arc_easy": ("acc", "none"), "arc_challenge": ("acc", "none"), "boolq": ("acc", "none"),
+               "mmlu": ("acc", "none"), "squadv2": ("best_exact", "none"),
+               "gsm8k": ("exact_match", "strict-match"), "wikitext": ("word_perplexity", "none")}
+# Chance level of multiple choice (answer options per question).
+CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "mmlu": 0.25, "boolq": 0.5, "gsm8k": 0.0}
+# The paper's Table 3: full / first half removed / last half removed.
+PAPER_TABLE3 = pd.DataFrame(
+    [("Llama 3.1 8B", "mmlu", "acc", 0.681, 0.580, 0.586), ("Llama 3.1 8B", "squadv2", "best_exact", 51.87, 50.07, 50.07),
+     ("Llama 3.1 8B", "gsm8k", "exact_match (strict)", 0.764, 0.009, 0.014),
+     ("Qwen 2.5 7B", "mmlu", "acc", 0.718, 0.709, 0.709), ("Qwen 2.5 7B", "squadv2", "best_exact", 50.12, 50.07, 50.07),
+     ("Qwen 2.5 7B", "gsm8k", "exact_match (strict)", 0.766, 0.045, 0.011)],
+    columns=["model", "task", "metric", "full", "first half removed", "last half removed"])
+
+
+def squad_floor(limit) -> float:
+    """best_exact of always answering "unanswerable": the share of unanswerable questions (x100)."""
+    data = find_data_dir()
+    path = data / "squad_v2" / "validation.jsonl" if data else None
+    if path is None or not path.is_file():
+        return 100 * 5945 / 11873
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if limit is not None and not pd.isna(limit):
+        rows = rows[: int(limit) if float(limit) >= 1 else int(len(rows) * float(limit))]
+    return 100 * sum(not r["answers"]["text"] for r in rows) / len(rows)
+
+
+def floor_for(task: str, metric: str, limit) -> float | None:
+    if task == "squadv2" and metric in ("best_exact", "exact", "best_f1", "f1"):
+        return squad_floor(limit)
+    return CHANCE.get(task) if metric in ("acc", "acc_norm", "exact_match") else None
+
+
+def main_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Only each task's main metric, and for groups (mmlu) only the group row."""
+    keep = []
+    for _, row in records.iterrows():
+        metric = MAIN_METRIC.get(row["task"])
+        if metric is None:
+            keep.append(True)
+        else:
+            keep.append((row["metric"], row["filter"]) == metric and row["subtask"] == row["task"])
+    return records[keep]
+
+
+def condition_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, metric, drop family, position): score, retention and retention above floor, mean/std over seeds."""
+    merged = with_baseline(main_records(records))
+    if merged.empty:
+        return merged
+    merged["floor"] = [floor_for(t, m, lim) for t, m, lim in zip(merged["task"], merged["metric"], merged["limit"])]
+    above = []
+    for v, b, f in zip(merged["value"], merged["baseline"], merged["floor"]):
+        above.append((v - f) / (b - f) if f is not None and pd.notna(f) and b != f else float("nan"))
+    merged["retention_above_floor"] = above
+    grouped = merged.groupby(["task", "metric", "filter", "drop_family", "at"], dropna=False)
+    table = grouped.agg(seeds=("value", "size"), baseline=("baseline", "first"), score=("value", "mean"),
+                        score_std=("value", "std"), retention=("retention", "mean"), retention_std=("retention", "std"),
+                        floor=("floor", "first"), retention_above_floor=("retention_above_floor", "mean"),
+                        limit=("limit", "first")).reset_index()
+    table["at_floor"] = [f is not None and pd.notna(f) and s <= f + 1e-9 for s, f in zip(table["score"], table["floor"])]
+    return table.sort_values(["task", "drop_family", "at"]).reset_index(drop=True)
+
+
+def _fmt(mean, std) -> str:
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.4f}" if pd.isna(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def _curve_png(table: pd.DataFrame, records: pd.DataFrame, model: str) -> str | None:
+    """Retention vs dropped share K per task and drop kind; None when no K grid was run."""
+    merged = with_baseline(main_records(records))
+    merged = merged[merged["drop_kind"].isin(["first", "last", "random"])]
+    if merged.empty or merged["drop_ratio"].nunique() < 2:
+        return None
+    tasks = sorted(merged["task"].unique())
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = merged[merged["task"] == task]
+        for (kind, at), rows in sorted(part.groupby(["drop_kind", "at"])):
+            stats = rows.groupby("drop_ratio")["retention"].agg(["mean", "std"]).reset_index().sort_values("drop_ratio")
+            ax.errorbar(100 * stats["drop_ratio"], stats["mean"], yerr=stats["std"].fillna(0), marker="o",
+                        capsize=3, label=f"{kind} ({at})")
+        ax.set(title=task, xlabel="dimensions removed (%)", ylabel="retention")
+        ax.legend(fontsize=7)
+    fig.suptitle(model)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def build_report(results_dir: str | Path, out: str | Path) -> list[Path]:
+    from llmtrunc.store import ResultsStore
+
+    records = ResultsStore(results_dir).records()
+    if records.empty or "track" not in records:
+        raise FileNotFoundError(f"no LLM results in {results_dir}")
+    records = records[records["track"] == "llm"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    md, html = ["# llmtrunc report: LLM track", ""], ["<html><head><meta charset='utf-8'><title>llmtrunc report</title>"
+                                                       "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+                                                       "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
+                                                       "</style></head><body><h1>llmtrunc report: LLM track</h1>"]
+    md += ["Retention = truncated / baseline (perplexity: baseline / truncated). Retention above floor = "
+           "(truncated − floor) / (baseline − floor), with floor = chance for multiple choice and the share of "
+           "unanswerable questions for SQuAD v2 best_exact; `at floor` marks conditions that score no better "
+           "than the floor. Random drops: mean ± std over seeds.", ""]
+    for model in sorted(records["model"].unique()):
+        part = records[records["model"] == model]
+        table = condition_table(part)
+        view = pd.DataFrame({
+            "task": table["task"], "metric": table["metric"] + " (" + table["filter"] + ")",
+            "drop": table["drop_family"], "at": table["at"], "seeds": table["seeds"],
+            "baseline": table["baseline"].map(lambda v: f"{v:.4f}"),
+            "score": [_fmt(m, s) for m, s in zip(table["score"], table["score_std"])],
+            "retention": [_fmt(m, s) for m, s in zip(table["retention"], table["retention_std"])],
+            "floor": table["floor"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.4f}"),
+            "retention above floor": table["retention_above_floor"].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}"),
+            "at floor": table["at_floor"].map({True: "yes", False: ""}),
+            "limit": table["limit"],
+        })
+        md += [f"## {model}", "", view.to_markdown(index=False), ""]
+        html += [f"<h2>{model}</h2>", view.to_html(index=False)]
+        png = _curve_png(table, part, model)
+        if png:
+            (out / f"curves_{model}.png").write_bytes(base64.b64decode(png))
+            md += [f"![retention vs K](curves_{model}.png)", ""]
+            html.append(f"<img src='data:image/png;base64,{png}'/>")
+        commands = sorted(set(part["command"].dropna())) if "command" in part else []
+        versions = sorted({json.dumps(v, sort_keys=True) for v in part["versions"]})
+        hashes = sorted(set(part["git_hash"]))
+        md += ["Commands behind these numbers:", "", *[f"    {c}" for c in commands], "",
+               f"Versions: {'; '.join(versions)}  ", f"llmtrunc git: {', '.join(hashes)}", ""]
+        html += ["<p>Commands:</p><pre>" + "\n".join(commands) + "</pre>",
+                 f"<p>Versions: {'; '.join(versions)}<br/>llmtrunc git: {', '.join(hashes)}</p>"]
+    md += ["## The paper's Table 3 (reference)", "", PAPER_TABLE3.to_markdown(index=False), ""]
+    html += ["<h2>The paper's Table 3 (reference)</h2>", PAPER_TABLE3.to_html(index=False), "</body></html>"]
+    (out / "report.md").write_text("\n".join(md))
+    (out / "report.html").write_text("\n".join(html))
+    return [out / "report.md", out / "report.html"]
