@@ -32,7 +32,7 @@ RESULTS=${RESULTS:-/shared/results}        # shared results store, visible from 
 REPORT_OUT=${REPORT_OUT:-$RESULTS/report}  # where the report job writes tables and figures
 VENV=${VENV:-$HOME/llmtrunc/.venv}         # environment with `pip install 'llmtrunc[vllm,quant]'` as needed
 SWEEP_ARGS=${SWEEP_ARGS:-}                 # extra sweep flags, e.g. "--backend vllm" or "--load-in-8bit"
-REPORT_CMD=${REPORT_CMD:-"llmtrunc report --results-dir $RESULTS --out $REPORT_OUT"}
+REPORT_CMD=${REPORT_CMD:-"llmtrunc report $RESULTS --out $REPORT_OUT"}
 # Compute nodes are often offline: fill a shared Hub cache on a login node first
 # (`huggingface-cli download meta-llama/Llama-3.1-8B`) and keep the Hub off during the run.
 export HF_HOME=${HF_HOME:-/shared/hf-cache}
