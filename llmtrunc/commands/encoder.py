@@ -17,7 +17,7 @@ import json
 from llmtrunc.errors import LLMTruncError
 
 # Extra encoder subcommands: modules exposing register(subparsers) for the `encoder` parser.
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = ["llmtrunc.encoder.analysis.cli"]  # analyze, train-simcse
 _SUBPARSERS: list[argparse._SubParsersAction] = []
 
 

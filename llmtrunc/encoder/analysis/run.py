@@ -1,0 +1,284 @@
+"""`llmtrunc encoder analyze`: outlier dimensions, anisotropy/collapse metrics, dimension attribution and
+PCA vs random, computed from the encoder track's cached embeddings into the results store.
+
+One results-store run per (model, revision, task data, analysis, settings), track "encoder-analysis";
+a finished run is reused unless --recompute. Every record carries model, revision, task, analysis,
+condition, metric, value, the dropped dims, versions and git hash. Scores are the encoder track's own
+`task.score` main metric (nDCG@10, accuracy, cosine Spearman) on the same embeddings.
+
+analyses
+  outliers     dims whose corpus-mean value lies beyond +-3 std (over dims), on the fit side (corpus /
+               train / STS train); score removing them vs removing as many random dims (--seeds).
+  anisotropy   uniformity, alignment (positive pairs: query-relevant doc; same-label test pairs; STS pairs
+               with gold >= 4), IsoScore (own numpy + the IsoScore package), Corr Mean, on the evaluated
+               side (corpus / test texts / STS sentences), for the full embeddings and for random 50%
+               truncations (with the score retention there).
+  attribution  score change from removing each dim alone (see attribution.py for the method per task);
+               then removing only the most degrading vs only the most improving dims at each K of --k,
+               against random dims (--seeds). The selection is made on the evaluated split (as in the paper).
+  pca          PCA (fitted on corpus / train side only) vs random at each K of --k.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from llmtrunc import provenance
+from llmtrunc.encoder import truncate as trunc
+from llmtrunc.encoder.analysis import attribution as attr
+from llmtrunc.encoder.analysis import metrics as M
+from llmtrunc.encoder.cache import EmbeddingCache
+from llmtrunc.encoder.evaluate import default_results_dir, encode_sets, score_variants
+from llmtrunc.encoder.models import Encoder, resolve_model
+from llmtrunc.encoder.tasks import Limits, Task, resolve_task
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.spec import DropSpec, parse_drop
+from llmtrunc.store import ResultsStore, run_id
+
+TRACK = "encoder-analysis"
+ANALYSES = ("outliers", "anisotropy", "attribution", "pca")
+
+
+@dataclass
+class AnalyzeConfig:
+    model: str = "minilm"
+    tasks: list[str] = field(default_factory=lambda: ["scifact"])
+    analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
+    ks: list[int] = field(default_factory=lambda: list(range(10, 100, 10)))
+    seeds: list[int] = field(default_factory=lambda: list(range(5)))
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    results_dir: str | None = None
+    batch_size: int = 32
+    device: str | None = None
+    revision: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    attr_experiments: int = 2
+    max_rows: int = 5000
+    recompute: bool = False
+    use_cache: bool = True
+    encoder: Encoder | None = None
+
+
+def random_dims(dim: int, n: int, seed: int) -> tuple[int, ...]:
+    """n random dims as the encoder track draws them (random:K@seed uses the same permutation)."""
+    return tuple(sorted(int(j) for j in np.random.default_rng(seed).permutation(dim)[:n]))
+
+
+class Context:
+    """One (encoder, task) with its embeddings and a scorer of any dropped set."""
+
+    def __init__(self, encoder: Encoder, task: Task, embeddings: dict[str, np.ndarray], limits: Limits):
+        self.encoder, self.task, self.embeddings, self.limits = encoder, task, embeddings, limits
+        self.evaluated = {k: v for k, v in embeddings.items() if k not in task.fit_only_sets}
+        self.dim = next(iter(embeddings.values())).shape[1]
+        self.similarity = encoder.spec.similarity
+        self.fingerprint = task.fingerprint()
+
+    def score(self, dropped: Sequence[int] = (), task: Task | None = None) -> float:
+        task = task or self.task
+        sets = {k: attr.drop_columns(m, dropped) for k, m in self.evaluated.items()}
+        return float(task.score(sets, self.similarity, self.evaluated)[task.main_metric])
+
+    def base_record(self, analysis: str, rid: str) -> dict:
+        e, t = self.encoder, self.task
+        return {"track": TRACK, "analysis": analysis, "run_id": rid, "model": e.spec.alias, "model_id": e.model_id,
+                "revision": e.revision, "similarity": self.similarity, "task": t.name, "task_kind": t.kind, "split": t.split,
+                "n_eval": t.n_eval(), "data": self.fingerprint, "limits": self.limits.as_dict(), "dim": self.dim,
+                "versions": provenance.versions(), "git": provenance.git_hash(), "created": provenance.now()}
+
+
+def _rec(base: dict, metric: str, value: float, condition: str, **extra) -> dict:
+    return dict(base, metric=metric, value=float(value), condition=condition, **extra)
+
+
+def analyse_outliers(ctx: Context, config: AnalyzeConfig, base: dict) -> list[dict]:
+    fit = ctx.embeddings[ctx.task.fit_set]
+    outliers = M.outlier_dimensions(fit)
+    mean = fit.astype(np.float64).mean(axis=0)
+    metric = ctx.task.main_metric
+    full = ctx.score()
+    records = [_rec(base, "n_outliers", len(outliers), "outliers", dims=[int(j) for j in outliers], n_dropped=len(outliers),
+                    mean_values=[round(float(mean[j]), 6) for j in outliers], mean_of_means=float(mean.mean()), std_of_means=float(mean.std())),
+               _rec(base, metric, full, "full", n_dropped=0, dims=[])]
+    if len(outliers):
+        records.append(_rec(base, metric, ctx.score(outliers), "outliers", n_dropped=len(outliers), dims=[int(j) for j in outliers]))
+        for seed in config.seeds:
+            dims = random_dims(ctx.dim, len(outliers), seed)
+            records.append(_rec(base, metric, ctx.score(dims), "random", n_dropped=len(dims), dims=list(dims), seed=seed))
+    return records
+
+
+def positive_pairs(ctx: Context, max_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
+    task, e = ctx.task, ctx.evaluated
+    if task.kind == "retrieval":
+        qi = {q: i for i, q in enumerate(task.query_ids)}
+        di = {d: i for i, d in enumerate(task.doc_ids)}
+        pairs = [(qi[q], di[d]) for q, rel in task.qrels.items() for d, g in rel.items() if g > 0 and d in di]
+        a, b = np.array(pairs).T
+        x, y, what = e["queries"][a], e["corpus"][b], "query-relevant doc"
+    elif task.kind == "sts":
+        keep = task.gold >= 0.8 * task.gold.max()
+        x, y, what = e["sentences"][task.left[keep]], e["sentences"][task.right[keep]], "STS pairs with gold >= 80% of max"
+    else:
+        labels = task.test_y
+        rng = np.random.default_rng(seed)
+        left, right = [], []
+        for label in np.unique(labels):
+            rows = np.flatnonzero(labels == label)
+            if len(rows) > 1:
+                shuffled = rng.permutation(rows)
+                left.extend(shuffled[:-1])
+                right.extend(shuffled[1:])
+        x, y, what = e["test"][left], e["test"][right], "same-label test pairs"
+    if len(x) > max_pairs:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_pairs, replace=False))
+        x, y = x[keep], y[keep]
+    return x, y, what
+
+
+def cloud(ctx: Context) -> np.ndarray:
+    key = {"retrieval": "corpus", "sts": "sentences"}.get(ctx.task.kind, "test")
+    return ctx.evaluated[key]
+
+
+def anisotropy_metrics(points: np.ndarray, x: np.ndarray, y: np.ndarray, max_rows: int) -> dict[str, float]:
+    sample = M.sample_rows(points, max_rows)
+    return {"uniformity": M.uniformity(sample, max_rows=None), "alignment": M.alignment(x, y) if len(x) else float("nan"), "isoscore": M.isoscore(sample),
+            "corr_mean": M.corr_mean(sample)}
+
+
+def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[dict]:
+    points = cloud(ctx)
+    x, y, what = positive_pairs(ctx, config.max_rows)
+    metric = ctx.task.main_metric
+    records = []
+    full_metrics = anisotropy_metrics(points, x, y, config.max_rows)
+    full_metrics["isoscore_package"] = M.isoscore_package(M.sample_rows(points, config.max_rows))
+    full_score = ctx.score()
+    extra = {"pairs": what, "n_pairs": len(x), "n_points": min(len(points), config.max_rows)}
+    for name, value in full_metrics.items():
+        records.append(_rec(base, name, value, "full", k_percent=0, n_dropped=0, **extra))
+    records.append(_rec(base, metric, full_score, "full", k_percent=0, n_dropped=0))
+    n = attr.n_drop(ctx.dim, 50)
+    for seed in config.seeds:
+        dims = random_dims(ctx.dim, n, seed)
+        keep = lambda m: attr.drop_columns(m, dims)  # noqa: E731
+        for name, value in anisotropy_metrics(keep(points), keep(x), keep(y), config.max_rows).items():
+            records.append(_rec(base, name, value, "random", k_percent=50, n_dropped=n, seed=seed, **extra))
+        score = ctx.score(dims)
+        records.append(_rec(base, metric, score, "random", k_percent=50, n_dropped=n, seed=seed, retention=score / full_score))
+    return records
+
+
+def attribution_deltas(ctx: Context, config: AnalyzeConfig, log: Callable[[str], None]) -> tuple[float, np.ndarray, str]:
+    task = ctx.task
+    if task.kind == "retrieval" and ctx.similarity == "cosine":
+        a = attr.RetrievalAttribution(ctx.evaluated["queries"], ctx.evaluated["corpus"], task.query_ids, task.doc_ids, task.qrels)
+        base, scores = a.run()
+        return base, scores, "closed-form cosine retrieval nDCG@10 (vectorised, exact)"
+    if task.kind == "sts":
+        base, scores = attr.sts_attribution(ctx.evaluated["sentences"], task.left, task.right, task.gold)
+        return base, np.asarray(scores), "closed-form cosine STS Spearman (vectorised, exact)"
+    if task.kind == "classification":
+        light = copy.copy(task)
+        n = min(config.attr_experiments, len(task.experiment_positions))
+        light.experiment_positions = task.experiment_positions[:n]
+        base, scores = attr.naive_attribution(lambda d: ctx.score(d, light), ctx.dim, log=log)
+        return base, scores, f"naive loop, MTEB protocol with the first {n} of {len(task.experiment_positions)} undersampling experiments"
+    base, scores = attr.naive_attribution(lambda d: ctx.score(d), ctx.dim, log=log)
+    return base, scores, "naive loop (full task.score per dimension)"
+
+
+def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Callable[[str], None]) -> list[dict]:
+    t0 = time.perf_counter()
+    attr_base, scores, method = attribution_deltas(ctx, config, log)
+    seconds = time.perf_counter() - t0
+    delta = scores - attr_base
+    sets = attr.split_sets(delta)
+    metric = ctx.task.main_metric
+    b = dict(base, method=method)
+    records = [_rec(b, f"delta_{metric}", delta[j], "single", dim_index=int(j), score=float(scores[j]), n_dropped=1) for j in range(ctx.dim)]
+    records += [_rec(b, "attribution_base", attr_base, "full", seconds=round(seconds, 4)),
+                _rec(b, "n_degrading", len(sets["degrading"]), "degrading", dims=sets["degrading"].tolist()),
+                _rec(b, "n_improving", len(sets["improving"]), "improving", dims=sets["improving"].tolist()),
+                _rec(b, "n_neutral", len(sets["neutral"]), "neutral", dims=sets["neutral"].tolist())]
+    full = ctx.score()
+    records.append(_rec(b, metric, full, "full", k_percent=0, n_dropped=0, analysis="attribution-selection"))
+    for k in config.ks:
+        n = attr.n_drop(ctx.dim, k)
+        for which in ("degrading", "improving"):
+            dims = attr.ranked_selection(delta, which, n)
+            records.append(_rec(b, metric, ctx.score(dims), which, k_percent=k, n_dropped=n, dims=dims, analysis="attribution-selection",
+                                n_in_set=len(sets[which])))
+        for seed in config.seeds:
+            dims = random_dims(ctx.dim, n, seed)
+            records.append(_rec(b, metric, ctx.score(dims), "random", k_percent=k, n_dropped=n, seed=seed, analysis="attribution-selection"))
+    return records
+
+
+def analyse_pca(ctx: Context, config: AnalyzeConfig, base: dict) -> list[dict]:
+    specs: list[DropSpec] = [parse_drop("none")]
+    for k in config.ks:
+        specs.append(parse_drop(f"pca:{k}%"))
+        specs.extend(parse_drop(f"random:{k}%").with_seed(s) for s in config.seeds)
+    variants = [trunc.resolve(s, ctx.dim) for s in specs]
+    pca = trunc.PCAProjector(ctx.embeddings[ctx.task.fit_set])
+    explained = pca.explained_variance / pca.explained_variance.sum()
+    records = []
+    for variant, metrics in score_variants(ctx.task, ctx.embeddings, ctx.similarity, variants):
+        condition = "full" if variant.kind == "none" else variant.kind
+        extra = {"k_percent": round(variant.ratio * 100, 6), "n_dropped": ctx.dim - variant.n_keep, "seed": variant.spec.seed, "drop": variant.name}
+        if variant.kind == "pca":
+            extra["explained_variance_kept"] = float(explained[: variant.n_keep].sum())
+        for name, value in metrics.items():
+            records.append(_rec(base, name, value, condition, main=name == ctx.task.main_metric, **extra))
+    return records
+
+
+def run_analyses(config: AnalyzeConfig, log: Callable[[str], None] = print) -> list[dict]:
+    unknown = [a for a in config.analyses if a not in ANALYSES]
+    if unknown or not config.analyses:
+        raise LLMTruncError(f"unknown analysis {unknown or config.analyses}: use {', '.join(ANALYSES)}")
+    if config.encoder is not None:
+        encoder = config.encoder
+    else:
+        encoder = Encoder(resolve_model(config.model), device=config.device, revision=config.revision, batch_size=config.batch_size)
+    cache = EmbeddingCache(config.cache_dir, enabled=config.use_cache)
+    store = ResultsStore(config.results_dir or default_results_dir())
+    tasks = [resolve_task(name, config.data_dir, config.limits) for name in config.tasks]
+    all_records: list[dict] = []
+    for task in tasks:
+        needs_fit = "pca" in config.analyses or ("outliers" in config.analyses and task.fit_set in task.fit_only_sets)
+        t0 = time.perf_counter()
+        embeddings = encode_sets(encoder, task, cache, needs_fit, task.name)
+        ctx = Context(encoder, task, embeddings, config.limits)
+        log(f"{encoder.spec.alias} {task.name}: embeddings ready in {time.perf_counter() - t0:.1f}s (dim {ctx.dim})")
+        for analysis in config.analyses:
+            settings = {"track": TRACK, "analysis": analysis, "model": encoder.model_id, "revision": encoder.revision, "task": task.name,
+                        "data": ctx.fingerprint, "ks": config.ks if analysis in ("attribution", "pca") else None, "seeds": config.seeds,
+                        "attr_experiments": config.attr_experiments if analysis == "attribution" else None, "max_rows": config.max_rows}
+            rid = run_id(settings, encoder.spec.alias, task.name, analysis)
+            if store.has_run(rid) and not config.recompute:
+                all_records.extend(store.run_records(rid))
+                log(f"  {analysis}: already in {store.root} ({rid})")
+                continue
+            t1 = time.perf_counter()
+            base = ctx.base_record(analysis, rid)
+            if analysis == "outliers":
+                records = analyse_outliers(ctx, config, base)
+            elif analysis == "anisotropy":
+                records = analyse_anisotropy(ctx, config, base)
+            elif analysis == "attribution":
+                records = analyse_attribution(ctx, config, base, log)
+            else:
+                records = analyse_pca(ctx, config, base)
+            store.write_run(rid, records, {"settings.json": settings})
+            all_records.extend(records)
+            log(f"  {analysis}: {len(records)} records in {time.perf_counter() - t1:.1f}s -> {rid}")
+    return all_records

@@ -1,0 +1,273 @@
+"""`llmtrunc encoder train-simcse`: contrastive SimCSE training with metrics tracked over checkpoints.
+
+Unsupervised SimCSE (Gao et al. 2021): each sentence of wiki_sentences.txt is its own positive; the two
+forward passes (anchor and positive columns) draw different dropout masks, the other sentences of the
+batch are the negatives; InfoNCE with temperature 0.05 = sentence-transformers'
+MultipleNegativesRankingLoss(scale=1/0.05=20) on (anchor, positive = the same text).
+Supervised SimCSE: SNLI pairs grouped by premise, entailment hypothesis = positive, contradiction
+hypothesis = hard negative, same loss on (anchor, positive, negative) (in-batch + hard negatives).
+Training runs through SentenceTransformerTrainer, saving a checkpoint every --save-steps.
+
+At step 0 (the base model) and every checkpoint (reloaded from its folder) the tracker records, on
+STS-B dev: cosine Spearman, alignment (pairs with gold >= 4), uniformity, IsoScore and Corr Mean of the
+sentence embeddings, and the retention (score / full score) of STS-B dev Spearman and of a SciFact
+retrieval subset's nDCG@10 at random 50% truncation (mean over --seeds). Records go to the results
+store (track "encoder-analysis", analysis "simcse-unsup" / "simcse-sup"), so `analysis_report` draws
+the metrics over steps with the truncation retention beside the anisotropy metrics.
+
+Base models: minilm (offline), or any hub id / folder (bert-base-uncased, google-t5/t5-base: a plain
+transformer is wrapped with mean pooling by sentence-transformers) for users who can download.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from llmtrunc import provenance
+from llmtrunc.data import data_dir as find_data_dir
+from llmtrunc.errors import LLMTruncError
+
+TRACK = "encoder-analysis"
+TEMPERATURE = 0.05
+
+
+def read_wiki(path: Path, n: int | None = None, min_chars: int = 10) -> list[str]:
+    sentences = [s.strip() for s in path.read_text(encoding="utf-8").splitlines() if len(s.strip()) >= min_chars]
+    return sentences[:n] if n else sentences
+
+
+def snli_triplets(folder: Path, splits: tuple[str, ...] = ("dev", "test")) -> list[tuple[str, str, str]]:
+    """(premise, entailment hypothesis, contradiction hypothesis): per premise, each entailment paired with a
+    contradiction of the same premise (cycled when there are fewer contradictions); premises lacking either are skipped."""
+    triplets = []
+    for split in splits:
+        s1 = (folder / f"s1.{split}").read_text(encoding="utf-8").splitlines()
+        s2 = (folder / f"s2.{split}").read_text(encoding="utf-8").splitlines()
+        labels = (folder / f"labels.{split}").read_text(encoding="utf-8").splitlines()
+        if not len(s1) == len(s2) == len(labels):
+            raise LLMTruncError(f"{folder}: s1/s2/labels.{split} differ in length")
+        groups: dict[str, dict[str, list[str]]] = {}
+        for premise, hypothesis, label in zip(s1, s2, labels):
+            groups.setdefault(premise.strip(), {}).setdefault(label.strip(), []).append(hypothesis.strip())
+        for premise, by_label in groups.items():
+            pos, neg = by_label.get("entailment", []), by_label.get("contradiction", [])
+            for i, p in enumerate(pos):
+                if neg:
+                    triplets.append((premise, p, neg[i % len(neg)]))
+    return triplets
+
+
+def contrastive_loss(model, anchors: list[str], positives: list[str], negatives: list[str] | None = None,
+                     temperature: float = TEMPERATURE) -> float:
+    """The SimCSE/InfoNCE loss of one fixed batch, computed without dropout (model in eval mode)."""
+    import torch
+
+    with torch.no_grad():
+        a = model.encode(anchors, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+        candidates = positives + (negatives or [])
+        c = model.encode(candidates, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+        logits = a @ c.T / temperature
+        return float(torch.nn.functional.cross_entropy(logits, torch.arange(len(anchors))))
+
+
+@dataclass
+class SimCSEConfig:
+    mode: str = "unsup"  # unsup | sup
+    model: str = "minilm"
+    out_dir: str = "runs/simcse"
+    steps: int = 200
+    batch_size: int = 32
+    max_seq_length: int = 32
+    learning_rate: float | None = None  # SimCSE: 3e-5 unsup, 5e-5 sup
+    save_steps: int = 50
+    seed: int = 42
+    n_train: int | None = None  # sentences / triplets used (None = all)
+    data_dir: str | None = None
+    results_dir: str | None = None
+    eval_seeds: list[int] = field(default_factory=lambda: list(range(5)))
+    retrieval_limit: int = 30  # SciFact subset for the retrieval retention: queries
+    retrieval_corpus: int = 300  # and corpus docs (relevant docs always kept)
+    eval_max_seq_length: int | None = 128  # encoding length for the tracked metrics (None = the checkpoint's)
+    device: str | None = "cpu"
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else (3e-5 if self.mode == "unsup" else 5e-5)
+
+
+def load_base(name: str, device: str | None, max_seq_length: int):
+    from sentence_transformers import SentenceTransformer
+
+    from llmtrunc.encoder.models import resolve_model
+
+    spec = resolve_model(name)
+    source = spec.local_path() if spec.local_path else spec.hub_id
+    try:
+        model = SentenceTransformer(source, device=device)
+    except Exception as exc:
+        raise LLMTruncError(f"cannot load base model {source!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from None
+    model.max_seq_length = max_seq_length
+    return spec, source, model
+
+
+def build_dataset(config: SimCSEConfig):
+    from datasets import Dataset
+
+    root = find_data_dir(config.data_dir) / "simcse"
+    if config.mode == "unsup":
+        sentences = read_wiki(root / "wiki_sentences.txt", config.n_train)
+        return Dataset.from_dict({"anchor": sentences, "positive": sentences})
+    if config.mode == "sup":
+        triplets = snli_triplets(root / "snli")
+        if config.n_train:
+            triplets = triplets[: config.n_train]
+        a, p, n = zip(*triplets)
+        return Dataset.from_dict({"anchor": list(a), "positive": list(p), "negative": list(n)})
+    raise LLMTruncError(f"unknown SimCSE mode {config.mode!r}: unsup or sup")
+
+
+def train(config: SimCSEConfig, log: Callable[[str], None] = print) -> dict:
+    """Train and save checkpoints under out_dir; returns the training log (losses per logging step)."""
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    spec, source, model = load_base(config.model, config.device, config.max_seq_length)
+    dataset = build_dataset(config)
+    loss = MultipleNegativesRankingLoss(model, scale=1.0 / TEMPERATURE)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=config.out_dir, max_steps=config.steps, per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr, warmup_ratio=0.0, lr_scheduler_type="linear", save_strategy="steps", save_steps=config.save_steps,
+        logging_steps=max(1, min(10, config.save_steps)), seed=config.seed, data_seed=config.seed, report_to="none",
+        dataloader_drop_last=True, use_cpu=config.device == "cpu", save_only_model=True, disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    losses = [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    log(f"simcse {config.mode}: {config.steps} steps in {seconds:.0f}s; loss {losses[0][1]:.4f} -> {losses[-1][1]:.4f}" if losses else "no loss logged")
+    return {"seconds": seconds, "losses": losses, "n_train": len(dataset), "source": source, "alias": spec.alias}
+
+
+def checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in Path(out_dir).glob("checkpoint-*"):
+        if path.is_dir() and path.name.split("-")[-1].isdigit() and (path / "modules.json").is_file():
+            found.append((int(path.name.split("-")[-1]), path))
+    return sorted(found)
+
+
+class Tracker:
+    """Metrics of one model state: STS-B dev Spearman, alignment, uniformity, IsoScore, Corr Mean, retentions."""
+
+    def __init__(self, config: SimCSEConfig):
+        from llmtrunc.encoder.tasks import Limits, resolve_task
+        from llmtrunc.encoder.tasks.sts import STSTask, read_stsb
+
+        root = find_data_dir(config.data_dir)
+        dev = read_stsb(root / "sts" / "stsbenchmark" / "sts-dev.csv")
+        self.sts = STSTask("stsb-dev", dev, [], split="dev")
+        self.retrieval = resolve_task("scifact", config.data_dir, Limits(limit=config.retrieval_limit, max_corpus=config.retrieval_corpus))
+        self.config = config
+
+    def measure(self, model) -> dict[str, float]:
+        from llmtrunc.encoder.analysis import metrics as M
+        from llmtrunc.encoder.analysis.attribution import drop_columns
+        from llmtrunc.encoder.analysis.run import random_dims
+
+        if self.config.eval_max_seq_length:
+            model.max_seq_length = self.config.eval_max_seq_length
+        enc = lambda texts: np.asarray(model.encode(list(texts), batch_size=32, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)  # noqa: E731
+        sts = self.sts
+        emb = {"sentences": enc(sts.sentences)}
+        keep = sts.gold >= 4.0
+        out = {"stsb_dev_spearman": sts.score(emb, "cosine", emb)["cosine_spearman"],
+               "alignment": M.alignment(emb["sentences"][sts.left[keep]], emb["sentences"][sts.right[keep]]),
+               "uniformity": M.uniformity(emb["sentences"]), "isoscore": M.isoscore(emb["sentences"]),
+               "corr_mean": M.corr_mean(emb["sentences"])}
+        r = self.retrieval
+        remb = {"queries": enc(r.query_texts), "corpus": enc(r.doc_texts)}
+        out["scifact_ndcg_at_10"] = r.score(remb, "cosine", remb)["ndcg_at_10"]
+        dim = emb["sentences"].shape[1]
+        sts_ret, ir_ret = [], []
+        for seed in self.config.eval_seeds:
+            dims = random_dims(dim, dim // 2, seed)
+            sts_ret.append(sts.score({"sentences": drop_columns(emb["sentences"], dims)}, "cosine", emb)["cosine_spearman"] / out["stsb_dev_spearman"])
+            cut = {k: drop_columns(v, dims) for k, v in remb.items()}
+            ir_ret.append(r.score(cut, "cosine", remb)["ndcg_at_10"] / out["scifact_ndcg_at_10"])
+        out["sts_retention_random50"] = float(np.mean(sts_ret))
+        out["sts_retention_random50_std"] = float(np.std(sts_ret))
+        out["retrieval_retention_random50"] = float(np.mean(ir_ret))
+        out["retrieval_retention_random50_std"] = float(np.std(ir_ret))
+        return {k: float(v) for k, v in out.items()}
+
+
+def run(config: SimCSEConfig, log: Callable[[str], None] = print) -> list[dict]:
+    """Train, then measure the base model (step 0) and every checkpoint (reloaded), into the results store."""
+    from sentence_transformers import SentenceTransformer
+
+    from llmtrunc.encoder.evaluate import default_results_dir
+    from llmtrunc.store import ResultsStore, run_id
+
+    trained = train(config, log)
+    tracker = Tracker(config)
+    settings = {k: v for k, v in asdict(config).items() if k not in ("results_dir", "data_dir", "device")}
+    settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE)
+    rid = run_id(settings, trained["alias"], "simcse", config.mode)
+    base = {"track": TRACK, "analysis": f"simcse-{config.mode}", "run_id": rid, "model": trained["alias"], "base_source": trained["source"],
+            "task": "simcse", "mode": config.mode, "settings": settings, "n_train": trained["n_train"], "train_seconds": round(trained["seconds"], 1),
+            "versions": provenance.versions(), "git": provenance.git_hash(), "created": provenance.now()}
+    records = [dict(base, metric="train_loss", value=float(loss), step=int(step), condition="train") for step, loss in trained["losses"]]
+    states = [(0, None)] + checkpoints(config.out_dir)
+    for step, path in states:
+        t0 = time.perf_counter()
+        model = load_base(config.model, config.device, config.max_seq_length)[2] if path is None else SentenceTransformer(str(path), device=config.device)
+        values = tracker.measure(model)
+        for name, value in values.items():
+            records.append(dict(base, metric=name, value=value, step=step, condition="checkpoint", checkpoint=str(path) if path else "base"))
+        log(f"  step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items() if not k.endswith("_std")) + f" ({time.perf_counter() - t0:.0f}s)")
+    ResultsStore(config.results_dir or default_results_dir()).write_run(rid, records, {"settings.json": settings})
+    return records
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train-simcse", help="SimCSE training (unsup: wiki sentences; sup: SNLI) with metrics over checkpoints")
+    p.add_argument("--mode", choices=("unsup", "sup"), default="unsup")
+    p.add_argument("--model", default="minilm", help="base model: minilm (offline), a hub id (bert-base-uncased, google-t5/t5-base) or folder")
+    p.add_argument("--out", default="runs/simcse", help="checkpoint folder (default runs/simcse; one per mode recommended)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-seq-length", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="default 3e-5 (unsup) / 5e-5 (sup)")
+    p.add_argument("--save-steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n-train", type=int, default=None, help="use the first N sentences / triplets")
+    p.add_argument("--eval-seeds", default="0-4", help="random-50%% truncation seeds for the retention")
+    p.add_argument("--retrieval-limit", type=int, default=30)
+    p.add_argument("--retrieval-corpus", type=int, default=300)
+    p.add_argument("--eval-max-seq-length", type=int, default=128)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--results-dir", default=None)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_train_simcse)
+
+
+def cmd_train_simcse(args) -> int:
+    from llmtrunc.encoder.evaluate import parse_int_list
+
+    for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
+        if getattr(args, flag) <= 0:
+            raise LLMTruncError(f"--{flag.replace('_', '-')} must be positive")
+    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
+                          max_seq_length=args.max_seq_length, learning_rate=args.lr, save_steps=args.save_steps, seed=args.seed,
+                          n_train=args.n_train, data_dir=args.data_dir, results_dir=args.results_dir,
+                          eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"), retrieval_limit=args.retrieval_limit,
+                          retrieval_corpus=args.retrieval_corpus, eval_max_seq_length=args.eval_max_seq_length, device=args.device)
+    records = run(config)
+    print(f"{len(records)} records; checkpoints under {args.out}")
+    return 0
