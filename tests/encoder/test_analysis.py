@@ -1,0 +1,126 @@
+"""Encoder analyses: metrics against hand-computed / known values, vectorised attribution = naive loop."""
+
+import numpy as np
+import pytest
+
+from llmtrunc.encoder.analysis import attribution as attr
+from llmtrunc.encoder.analysis import metrics as M
+from llmtrunc.encoder.tasks.retrieval import RetrievalTask
+from llmtrunc.encoder.tasks.sts import STSTask
+
+
+def test_uniformity_and_alignment_by_hand():
+    # two orthogonal unit vectors: ||zi - zj||^2 = 2, so log exp(-2 * 2) = -4
+    assert M.uniformity(np.array([[3.0, 0.0], [0.0, 5.0]])) == pytest.approx(-4.0)
+    # three points: e1, -e1, e2: squared distances 4, 2, 2 -> log mean(exp(-8), exp(-4), exp(-4))
+    x = np.array([[1.0, 0], [-1.0, 0], [0, 2.0]])
+    assert M.uniformity(x) == pytest.approx(np.log((np.exp(-8) + 2 * np.exp(-4)) / 3))
+    assert M.alignment(np.array([[1.0, 0], [2.0, 0]]), np.array([[0, 1.0], [3.0, 0]])) == pytest.approx(1.0)  # (2 + 0) / 2
+
+
+def test_isoscore_known_values_and_package():
+    rng = np.random.default_rng(0)
+    gauss = rng.standard_normal((4000, 20))
+    line = np.outer(rng.standard_normal(4000), rng.standard_normal(20))
+    assert M.isoscore(gauss) > 0.97
+    assert M.isoscore(line) < 1e-6
+    for points in (gauss, line, rng.standard_normal((300, 16)) * np.linspace(0.1, 3, 16)):
+        assert M.isoscore(points) == pytest.approx(M.isoscore_package(points), abs=1e-6)
+    assert M.isoscore_package(gauss) > 0.97 and M.isoscore_package(line) < 1e-6
+
+
+def test_corr_mean_and_outliers_by_hand():
+    x = np.array([[1.0, 1], [1, -1], [-1, 1], [-1, -1]])  # uncorrelated columns
+    assert M.corr_mean(x) == pytest.approx(0.0)
+    y = np.column_stack([x[:, 0], 2 * x[:, 0], -x[:, 0] + 3])  # all |r| = 1
+    assert M.corr_mean(y) == pytest.approx(1.0)
+    z = np.column_stack([x, x[:, 0]])  # |r| pairs: (0,1)=0, (0,2)=1, (1,2)=0 -> 1/3
+    assert M.corr_mean(z) == pytest.approx(1 / 3)
+    rows = np.zeros((5, 50))
+    rows[:, 7] = 10.0
+    rows[:, 3] = -0.01
+    assert M.outlier_dimensions(rows).tolist() == [7]
+
+
+def _synthetic_retrieval(seed=0, n_q=30, n_d=250, d=24):
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((n_q, d)).astype(np.float32)
+    x = rng.standard_normal((n_d, d)).astype(np.float32)
+    x[:, 3] *= 4  # a dominant dimension
+    task = RetrievalTask.__new__(RetrievalTask)
+    task.query_ids = [f"q{i}" for i in range(n_q)]
+    task.doc_ids = [f"d{i:03d}" for i in range(n_d)]
+    task.qrels = {}
+    for i, qid in enumerate(task.query_ids):
+        near = np.argsort(-(q[i] @ x.T))[rng.integers(0, 30, 3)]
+        task.qrels[qid] = {task.doc_ids[m]: int(rng.integers(1, 3)) for m in near}  # graded gains 1, 2
+    task.qrels["q_missing"] = {"d999": 1}  # a judged doc outside the corpus still counts in the ideal DCG
+    return task, q, x
+
+
+def test_vectorised_attribution_equals_naive_loop_synthetic():
+    task, q, x = _synthetic_retrieval()
+    a = attr.RetrievalAttribution(q, x, task.query_ids, task.doc_ids, task.qrels)
+    base, scores = a.run(batch=5, query_chunk=7)
+    assert base == pytest.approx(attr.naive_retrieval_ndcg(task, q, x), abs=1e-12)
+    naive = [attr.naive_retrieval_ndcg(task, q, x, [j]) for j in range(q.shape[1])]
+    np.testing.assert_allclose(scores, naive, atol=1e-12)
+    assert a.n_candidates.mean() < x.shape[0]  # the bound prunes (exactness is checked above)
+
+
+def test_vectorised_attribution_equals_naive_loop_minilm(minilm, data_dir, tmp_path):
+    from llmtrunc.encoder.cache import EmbeddingCache
+    from llmtrunc.encoder.evaluate import encode_sets
+    from llmtrunc.encoder.tasks import Limits, resolve_task
+
+    task = resolve_task("scifact", data_dir, Limits(limit=12, max_corpus=80))
+    e = encode_sets(minilm, task, EmbeddingCache(tmp_path / "cache"), False, task.name)
+    base, scores = attr.RetrievalAttribution(e["queries"], e["corpus"], task.query_ids, task.doc_ids, task.qrels).run()
+    assert base == pytest.approx(task.score(e, "cosine", e)["ndcg_at_10"], abs=1e-12)
+    dims = list(range(0, 384, 7))  # the naive loop on a subset of the dims
+    np.testing.assert_allclose(scores[dims], [attr.naive_retrieval_ndcg(task, e["queries"], e["corpus"], [j]) for j in dims], atol=1e-9)
+
+
+def test_sts_attribution_equals_naive():
+    rng = np.random.default_rng(1)
+    pairs = [(f"s{i}", f"t{i}", float(rng.uniform(0, 5))) for i in range(60)]
+    task = STSTask("toy", pairs, [])
+    emb = rng.standard_normal((len(task.sentences), 12))
+    base, scores = attr.sts_attribution(emb, task.left, task.right, task.gold)
+    assert base == pytest.approx(task.score({"sentences": emb}, "cosine", None)["cosine_spearman"])
+    for j in range(12):
+        dropped = attr.drop_columns(emb, [j])
+        assert scores[j] == pytest.approx(task.score({"sentences": dropped}, "cosine", None)["cosine_spearman"], abs=1e-10)
+
+
+def test_selection_helpers():
+    delta = np.array([0.3, -0.1, 0.0, 0.2, -0.5])
+    sets = attr.split_sets(delta)
+    assert sets["degrading"].tolist() == [0, 3] and sets["improving"].tolist() == [1, 4] and sets["neutral"].tolist() == [2]
+    assert attr.ranked_selection(delta, "degrading", 2) == [0, 3]
+    assert attr.ranked_selection(delta, "improving", 3) == [1, 2, 4]
+    base, scores = attr.naive_attribution(lambda d: float(sum(d)), 4)
+    assert base == 0 and scores.tolist() == [0, 1, 2, 3]
+
+
+def test_analyze_end_to_end_and_report(minilm, data_dir, tmp_path):
+    from llmtrunc.encoder.analysis.run import AnalyzeConfig, run_analyses
+    from llmtrunc.encoder.analysis_report import build_report
+    from llmtrunc.encoder.tasks import Limits
+    from llmtrunc.store import ResultsStore
+
+    config = AnalyzeConfig(tasks=["scifact", "banking77"], ks=[50], seeds=[0, 1], data_dir=str(data_dir), cache_dir=str(tmp_path / "c"),
+                           results_dir=str(tmp_path / "r"), limits=Limits(limit=40, max_corpus=60, max_train=160), attr_experiments=1,
+                           encoder=minilm)
+    records = run_analyses(config, log=lambda _: None)
+    df = ResultsStore(tmp_path / "r").records()
+    assert set(df["analysis"]) == {"outliers", "anisotropy", "attribution", "attribution-selection", "pca"}
+    iso = df[(df["metric"].isin(["isoscore", "isoscore_package"])) & (df["condition"] == "full")]
+    assert iso.groupby("task")["value"].agg(lambda v: v.max() - v.min()).max() < 1e-6
+    deltas = df[(df["task"] == "scifact") & df["metric"].str.startswith("delta_")]
+    assert len(deltas) == 384 and deltas["revision"].iloc[0].startswith("local-") and "git" in deltas
+    again = run_analyses(config, log=lambda _: None)  # every run reused from the store
+    assert len(again) == len(records)
+    written = build_report(tmp_path / "r", tmp_path / "rep")
+    names = {p.name for p in written}
+    assert {"README.md", "attribution.png", "pca_vs_random.csv", "anisotropy.csv", "outliers.png"} <= names
