@@ -41,6 +41,14 @@ def test_help_explains_every_option(capsys):
         assert option in text
 
 
+@pytest.mark.parametrize("command", [["sweep"], ["report"], ["export"], ["encoder"], ["encoder", "eval"],
+                                     ["encoder", "analyze"], ["encoder", "train-simcse"]])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0 and "usage: llmtrunc" in capsys.readouterr().out
+
+
 def test_models_lists_aliases(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out

@@ -67,7 +67,7 @@ def _register_eval(sub) -> None:
 
 
 def _register_report(sub) -> None:
-    p = sub.add_parser("report", help="retention-vs-K curves and the table at 50% from the results store")
+    p = sub.add_parser("report", help="retention-vs-K curves and the table at 50%% from the results store")
     p.add_argument("--results-dir", default=None)
     p.add_argument("--out", default="reports/encoder", help="output folder for figures, CSV and markdown")
     p.add_argument("--model", action="append", default=None, help="restrict to these model aliases")

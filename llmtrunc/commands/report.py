@@ -29,10 +29,14 @@ def run(args) -> int:
     written = []
     if "llm" in tracks:
         written += build_report(args.results, args.out)
-    if tracks - {"llm"}:
+    if "encoder" in tracks:
         from llmtrunc.encoder.report import build_report as build_encoder_report
 
         written += build_encoder_report(args.results, Path(args.out) / "encoder")
+    if "encoder-analysis" in tracks:
+        from llmtrunc.encoder.analysis_report import build_report as build_analysis_report
+
+        written += build_analysis_report(args.results, Path(args.out) / "encoder_analyses")
     for path in written:
         print(path)
     return 0
