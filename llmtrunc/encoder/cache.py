@@ -18,7 +18,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -103,16 +102,7 @@ class EmbeddingCache:
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         raw = buffer.getvalue()
-        fd, tmp = tempfile.mkstemp(dir=npy.parent, prefix=f".{npy.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, npy)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(npy, raw)
         info = {"key": key.digest, "fields": key.__dict__, "shape": list(array.shape), "dtype": str(array.dtype),
                 "npy_sha256": hashlib.sha256(raw).hexdigest(), "format": FORMAT_VERSION}
         atomic_write(meta, json.dumps(info, indent=2))

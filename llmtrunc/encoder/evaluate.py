@@ -25,7 +25,7 @@ from llmtrunc.encoder.cache import CacheKey, EmbeddingCache, texts_hash
 from llmtrunc.encoder.models import Encoder, EncoderSpec, resolve_model
 from llmtrunc.encoder.tasks import Limits, Task, resolve_task
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.spec import DropSpec, parse_drop
+from llmtrunc.spec import DropSpec, parse_drops
 from llmtrunc.store import ResultsStore, run_id
 
 RESULTS_ENV = "LLMTRUNC_RESULTS_DIR"
@@ -75,22 +75,10 @@ def grid_specs(drops: list[str], ks: list[int] | None, seeds: list[int]) -> list
     for k in ks:
         if not 0 <= k <= 100:
             raise LLMTruncError(f"K must be a dropped percent in 0..100, got {k}")
-    specs: list[DropSpec] = []
-    for item in drops:
-        for part in (p.strip() for p in item.split(",") if p.strip()):
-            if part in FAMILIES:
-                texts = [f"{part}:{k}%" for k in ks]
-            else:
-                texts = [part]
-            for text in texts:
-                spec = parse_drop(text)
-                if spec.kind == "random" and "@" not in text:
-                    specs.extend(spec.with_seed(s) for s in seeds)
-                else:
-                    specs.append(spec)
-    if not specs:
-        raise LLMTruncError("no drop spec given")
-    return list(dict.fromkeys(specs))
+    texts = []
+    for part in (p.strip() for item in drops for p in item.split(",") if p.strip()):
+        texts += [f"{part}:{k}%" for k in ks] if part in FAMILIES else [part]
+    return parse_drops(texts, seeds=seeds)
 
 
 @dataclass
