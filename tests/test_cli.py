@@ -78,3 +78,9 @@ def test_eval_end_to_end_writes_results_and_retention(tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")}
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")} == before
+
+
+def test_lm_eval_entry_sees_the_local_tasks():
+    proc = subprocess.run([sys.executable, "-m", "llmtrunc.lm_eval", "validate", "--tasks", "local_arc_easy,local_gsm8k"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]

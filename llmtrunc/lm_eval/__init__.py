@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     from llmtrunc.tasks import TASKS_DIR
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if "--include_path" not in args and not any(a.startswith("--include_path=") for a in args) and args[:1] not in (["ls"], ["validate"]) :
+    given = any(a == "--include_path" or a.startswith("--include_path=") for a in args)
+    if args and not given and not {"-h", "--help"} & set(args):
         args += ["--include_path", str(TASKS_DIR)]
     sys.argv = [sys.argv[0], *args]
     cli_evaluate()
