@@ -73,7 +73,8 @@ def condition_table(records: pd.DataFrame) -> pd.DataFrame:
     merged["floor"] = [floor_for(t, m, lim) for t, m, lim in zip(merged["task"], merged["metric"], merged["limit"])]
     above = []
     for v, b, f in zip(merged["value"], merged["baseline"], merged["floor"]):
-        above.append((v - f) / (b - f) if f is not None and pd.notna(f) and b != f else float("nan"))
+        # only defined when the baseline is above its floor
+        above.append((v - f) / (b - f) if f is not None and pd.notna(f) and b > f else float("nan"))
     merged["retention_above_floor"] = above
     grouped = merged.groupby(["task", "metric", "filter", "drop_family", "at"], dropna=False)
     table = grouped.agg(seeds=("value", "size"), baseline=("baseline", "first"), score=("value", "mean"),
@@ -129,7 +130,7 @@ def build_report(results_dir: str | Path, out: str | Path) -> list[Path]:
                                                        "</style></head><body><h1>llmtrunc report: LLM track</h1>"]
     md += ["Retention = truncated / baseline (perplexity: baseline / truncated). Retention above floor = "
            "(truncated − floor) / (baseline − floor), with floor = chance for multiple choice and the share of "
-           "unanswerable questions for SQuAD v2 best_exact; `at floor` marks conditions that score no better "
+           "unanswerable questions for SQuAD v2 best_exact (shown only where the baseline is above its floor); `at floor` marks conditions that score no better "
            "than the floor. Random drops: mean ± std over seeds.", ""]
     for model in sorted(records["model"].unique()):
         part = records[records["model"] == model]
