@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,3 +38,16 @@ def data_file(relative: str, explicit: str | os.PathLike | None = None) -> Path:
     if not path.exists():
         raise LLMTruncError(f"missing data file {path} (layout as in the data directory's README.md)")
     return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a JSON Lines file; a malformed line is a one-line error naming file and line."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise LLMTruncError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    return rows

@@ -16,13 +16,12 @@ A missing data directory or file raises `llmtrunc.errors.LLMTruncError` with a o
 
 from __future__ import annotations
 
-import json
 from functools import partial
 
 import datasets
 from lm_eval.tasks.squadv2.task import SQuAD2
 
-from llmtrunc.data import data_file
+from llmtrunc.data import data_file, read_jsonl
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.squad_v2 import METRICS as SQUAD_V2_METRICS
 from llmtrunc.squad_v2 import squad_v2_aggregate
@@ -32,14 +31,7 @@ WIKITEXT_FILE = "wikitext2_raw/wiki.test.raw"
 
 def _read_jsonl(relative: str) -> list[dict]:
     path = data_file(relative)
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise LLMTruncError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    rows = read_jsonl(path)
     if not rows:
         raise LLMTruncError(f"data file {path} is empty")
     return rows

@@ -18,24 +18,13 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
+from llmtrunc.data import read_jsonl
 from llmtrunc.encoder.models import similarity_matrix
 from llmtrunc.encoder.tasks.base import Limits, Task, TextSet
 from llmtrunc.errors import LLMTruncError
 
 TOP_K = 100
 MEASURES = {"ndcg_cut_10": "ndcg_at_10", "recall_100": "recall_at_100", "map_cut_10": "map_at_10"}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise LLMTruncError(f"{path}:{number}: not JSON: {exc}") from None
-    return rows
 
 
 def is_beir_folder(folder: Path) -> bool:
@@ -63,13 +52,13 @@ class RetrievalTask(Task):
                     continue
                 qid, did, score = row[0], row[1], int(float(row[2]))
                 qrels.setdefault(qid, {})[did] = score
-        queries = {str(r["_id"]): r["text"] for r in _read_jsonl(folder / "queries.jsonl")}
+        queries = {str(r["_id"]): r["text"] for r in read_jsonl(folder / "queries.jsonl")}
         query_ids = [q for q in qrels if q in queries and any(s > 0 for s in qrels[q].values())]
         if limits.limit is not None:
             query_ids = query_ids[: limits.limit]
         if not query_ids:
             raise LLMTruncError(f"{folder}: no query of qrels/{split}.tsv has a relevant document")
-        corpus_rows = _read_jsonl(folder / "corpus.jsonl")
+        corpus_rows = read_jsonl(folder / "corpus.jsonl")
         doc_ids = [str(r["_id"]) for r in corpus_rows]
         doc_text = {str(r["_id"]): (str(r.get("title") or "") + " " + str(r.get("text") or "")).strip() for r in corpus_rows}
         if limits.max_corpus is not None:
