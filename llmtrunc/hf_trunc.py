@@ -37,10 +37,8 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
 
     def set_drop(self, spec: DropSpec, at: str = "post-norm") -> tuple[int, ...]:
         """Replace the current truncation (one model load serves many drop conditions)."""
-        if at not in hooks.POSITIONS:
-            hooks.attach(self.model, (), at)  # raises the one-line error for an unknown position
+        replacement = hooks.attach(self.model, spec.indices(self.hidden_size), at)  # validates before any change
         if self.drop_hooks is not None:
             self.drop_hooks.remove()
-        self.drop, self.at = spec, at
-        self.drop_hooks = hooks.attach(self.model, spec.indices(self.hidden_size), at)
-        return self.drop_hooks.indices
+        self.drop, self.at, self.drop_hooks = spec, at, replacement
+        return replacement.indices
