@@ -44,7 +44,8 @@ def parse_ratio(text: str) -> Fraction:
         raise LLMTruncError(f"malformed ratio {text!r}: use a percent like 50% or a fraction like 0.5")
     value = Fraction(number) / (100 if percent else 1)
     if not 0 <= value <= 1:
-        raise LLMTruncError(f"ratio {text!r} is outside 0-100%")
+        hint = f" (did you mean {raw}%?)" if not percent and value <= 100 else ""
+        raise LLMTruncError(f"ratio {text!r} is outside 0-100% (a fraction in [0, 1] or a percent){hint}")
     return value
 
 

@@ -18,6 +18,11 @@ def test_ratio_out_of_range_or_malformed(text):
         parse_ratio(text)
 
 
+def test_bare_number_above_one_suggests_a_percent():
+    with pytest.raises(LLMTruncError, match=r"did you mean 25%\?"):
+        parse_ratio("25")
+
+
 def test_halves_of_even_and_odd_sizes():
     assert parse_drop("first-half").indices(8) == (0, 1, 2, 3)
     assert parse_drop("last-half").indices(8) == (4, 5, 6, 7)
