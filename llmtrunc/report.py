@@ -33,6 +33,8 @@ PAPER_TABLE3 = pd.DataFrame(
      ("Qwen 2.5 7B", "mmlu", "acc", 0.718, 0.709, 0.709), ("Qwen 2.5 7B", "squadv2", "best_exact", 50.12, 50.07, 50.07),
      ("Qwen 2.5 7B", "gsm8k", "exact_match (strict)", 0.766, 0.045, 0.011)],
     columns=["model", "task", "metric", "full", "first half removed", "last half removed"])
+# Our drop families that are the paper's Table 3 conditions (post-norm).
+PAPER_CONDITIONS = {"first:50%": "first half removed", "last:50%": "last half removed"}
 
 
 def squad_floor(limit) -> float:
@@ -76,13 +78,29 @@ def condition_table(records: pd.DataFrame) -> pd.DataFrame:
         # only defined when the baseline is above its floor
         above.append((v - f) / (b - f) if f is not None and pd.notna(f) and b > f else float("nan"))
     merged["retention_above_floor"] = above
-    grouped = merged.groupby(["task", "metric", "filter", "drop_family", "at"], dropna=False)
+    grouped = merged.groupby(["task", "metric", "filter", "limit", "drop_family", "at"], dropna=False)
     table = grouped.agg(seeds=("value", "size"), baseline=("baseline", "first"), score=("value", "mean"),
                         score_std=("value", "std"), retention=("retention", "mean"), retention_std=("retention", "std"),
-                        floor=("floor", "first"), retention_above_floor=("retention_above_floor", "mean"),
-                        limit=("limit", "first")).reset_index()
+                        floor=("floor", "first"), retention_above_floor=("retention_above_floor", "mean")).reset_index()
     table["at_floor"] = [f is not None and pd.notna(f) and s <= f + 1e-9 for s, f in zip(table["score"], table["floor"])]
-    return table.sort_values(["task", "drop_family", "at"]).reset_index(drop=True)
+    return table.sort_values(["task", "limit", "drop_family", "at"]).reset_index(drop=True)
+
+
+def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of `condition_table` that are Table 3 conditions, next to the paper's score (retention) per model."""
+    rows = []
+    wanted = table[(table["at"] == "post-norm") & table["drop_family"].isin(list(PAPER_CONDITIONS))]
+    for _, row in wanted.iterrows():
+        paper = PAPER_TABLE3[PAPER_TABLE3["task"] == row["task"]]
+        if paper.empty:
+            continue
+        condition = PAPER_CONDITIONS[row["drop_family"]]
+        entry = {"task": row["task"], "condition": condition, "limit": row["limit"],
+                 "this model: score (retention)": f"{row['score']:.4f} ({row['retention']:.3f})"}
+        for _, ref in paper.iterrows():
+            entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({ref[condition] / ref['full']:.3f})"
+        rows.append(entry)
+    return pd.DataFrame(rows)
 
 
 def _fmt(mean, std) -> str:
@@ -148,6 +166,12 @@ def build_report(results_dir: str | Path, out: str | Path) -> list[Path]:
         })
         md += [f"## {model}", "", view.to_markdown(index=False), ""]
         html += [f"<h2>{model}</h2>", view.to_html(index=False)]
+        beside = paper_side_by_side(table)
+        if not beside.empty:
+            md += ["Side by side with the paper's Table 3 (score, retention in parentheses):", "",
+                   beside.to_markdown(index=False), ""]
+            html += ["<p>Side by side with the paper's Table 3 (score, retention in parentheses):</p>",
+                     beside.to_html(index=False)]
         png = _curve_png(table, part, model)
         if png:
             (out / f"curves_{model}.png").write_bytes(base64.b64decode(png))
