@@ -26,6 +26,8 @@ SUPPORTED = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Mistra
 
 
 class SharedBodyLM(HFTruncLM):
+    SCORE_TOKENS = 1024  # scored positions per LM-head call (bounds the vocab-sized logits in memory)
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.shared = type(self.model).__name__ in SUPPORTED and self.backend == "causal"
@@ -79,12 +81,29 @@ class SharedBodyLM(HFTruncLM):
                           desc="Running shared body"):
             self._body_batch(missing[start: start + size])
         results = []
-        for (request, _, continuation_enc), key in zip(requests, keys):
-            logprobs = self._head_logprobs(self._states[key])
-            target = torch.tensor(continuation_enc, dtype=torch.long, device=logprobs.device)
-            greedy = bool((logprobs.argmax(dim=-1) == target).all())
-            answer = (float(logprobs.gather(-1, target[:, None]).sum()), greedy)
-            results.append(answer)
-            if request is not None:
-                self.cache_hook.add_partial("loglikelihood", request, answer)
+        for chunk in self._score_chunks(list(zip(requests, keys))):
+            # one head call per chunk: per-request calls cost more than the body for short continuations
+            logprobs = self._head_logprobs(torch.cat([self._states[key] for _, key in chunk]))
+            offset = 0
+            for (request, _, continuation_enc), key in chunk:
+                rows = logprobs[offset: offset + key[1]]
+                offset += key[1]
+                target = torch.tensor(continuation_enc, dtype=torch.long, device=rows.device)
+                greedy = bool((rows.argmax(dim=-1) == target).all())
+                answer = (float(rows.gather(-1, target[:, None]).sum()), greedy)
+                results.append(answer)
+                if request is not None:
+                    self.cache_hook.add_partial("loglikelihood", request, answer)
         return results
+
+    def _score_chunks(self, items: list) -> list[list]:
+        """Consecutive requests grouped up to SCORE_TOKENS scored positions (a longer one stands alone)."""
+        chunks, current, tokens = [], [], 0
+        for item in items:
+            contlen = item[1][1]
+            if current and tokens + contlen > self.SCORE_TOKENS:
+                chunks.append(current)
+                current, tokens = [], 0
+            current.append(item)
+            tokens += contlen
+        return chunks + [current] if current else chunks

@@ -51,3 +51,13 @@ def test_rolling_loglikelihood_matches(lm):
         separate = lm.loglikelihood_rolling(request)[0]
         lm.shared = True
         assert abs(lm.loglikelihood_rolling(request)[0] - separate) < 1e-4
+
+
+def test_scoring_in_small_chunks_gives_the_same_scores(lm, monkeypatch):
+    requests = arc_requests(3)
+    lm.set_drop(parse_drop("last-half"))
+    whole = lm.loglikelihood(requests)
+    monkeypatch.setattr(lm, "SCORE_TOKENS", 2)  # chunks of one or two requests; longer ones alone
+    assert len(lm._score_chunks([(None, (None, 3))] * 2 + [(None, (None, 1))] * 3)) == 4
+    for (ll_a, greedy_a), (ll_b, greedy_b) in zip(lm.loglikelihood(requests), whole):
+        assert abs(ll_a - ll_b) < 1e-5 and greedy_a == greedy_b
