@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         if args.at == "post-norm":
             captured = []
             spy = hooks.find_lm_head(model).register_forward_pre_hook(lambda m, a: captured.append(a[0]))
-            plain_logits = model(ids[:1, :128]).logits
+            model(ids[:1, :128])  # fills `captured` with the untouched LM-head input
             spy.remove()
             weight = model.lm_head.weight.clone()
             weight[:, list(indices)] = 0

@@ -22,7 +22,7 @@ from llmtrunc import provenance
 from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.encoder import truncate as trunc
 from llmtrunc.encoder.cache import CacheKey, EmbeddingCache, texts_hash
-from llmtrunc.encoder.models import Encoder, EncoderSpec, resolve_model
+from llmtrunc.encoder.models import Encoder, resolve_model
 from llmtrunc.encoder.tasks import Limits, Task, resolve_task
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.spec import DropSpec, parse_drops
@@ -82,10 +82,10 @@ def grid_specs(drops: list[str], ks: list[int] | None, seeds: list[int]) -> list
 
 
 @dataclass
-class EvalConfig:
+class EncoderRunConfig:
+    """What every encoder-track command needs: model, tasks, data, embedding cache, results store."""
     model: str = "minilm"
     tasks: list[str] = field(default_factory=lambda: ["scifact"])
-    specs: list[DropSpec] = field(default_factory=list)
     data_dir: str | None = None
     cache_dir: str | None = None
     results_dir: str | None = None
@@ -96,6 +96,11 @@ class EvalConfig:
     use_cache: bool = True
     recompute: bool = False
     encoder: Encoder | None = None  # an already constructed encoder (reused across runs in tests/scripts)
+
+
+@dataclass
+class EvalConfig(EncoderRunConfig):
+    specs: list[DropSpec] = field(default_factory=list)
 
 
 @dataclass

@@ -3,7 +3,7 @@ import pytest
 
 from llmtrunc.encoder import truncate as trunc
 from llmtrunc.encoder.evaluate import grid_specs, parse_int_list, score_variants
-from llmtrunc.encoder.tasks.base import Task, TextSet
+from llmtrunc.encoder.tasks.base import Task
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.spec import parse_drop
 

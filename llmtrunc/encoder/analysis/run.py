@@ -33,7 +33,7 @@ from llmtrunc.encoder import truncate as trunc
 from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
 from llmtrunc.encoder.cache import EmbeddingCache
-from llmtrunc.encoder.evaluate import default_results_dir, encode_sets, score_variants
+from llmtrunc.encoder.evaluate import EncoderRunConfig, default_results_dir, encode_sets, score_variants
 from llmtrunc.encoder.models import Encoder, resolve_model
 from llmtrunc.encoder.tasks import Limits, Task, resolve_task
 from llmtrunc.errors import LLMTruncError
@@ -45,24 +45,12 @@ ANALYSES = ("outliers", "anisotropy", "attribution", "pca")
 
 
 @dataclass
-class AnalyzeConfig:
-    model: str = "minilm"
-    tasks: list[str] = field(default_factory=lambda: ["scifact"])
+class AnalyzeConfig(EncoderRunConfig):
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
     ks: list[int] = field(default_factory=lambda: list(range(10, 100, 10)))
     seeds: list[int] = field(default_factory=lambda: list(range(5)))
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    results_dir: str | None = None
-    batch_size: int = 32
-    device: str | None = None
-    revision: str | None = None
-    limits: Limits = field(default_factory=Limits)
     attr_experiments: int = 2
     max_rows: int = 5000
-    recompute: bool = False
-    use_cache: bool = True
-    encoder: Encoder | None = None
 
 
 def random_dims(dim: int, n: int, seed: int) -> tuple[int, ...]:
