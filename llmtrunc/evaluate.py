@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,7 @@ def run_cell(lm, settings: RunSettings, spec: DropSpec, at: str, task: TaskRef, 
     if store.has_run(rid):
         return rid, store.run_records(rid), True
     indices = lm.set_drop(spec, at)
+    start = time.perf_counter()
     results = lm_eval.simple_evaluate(
         model=lm,
         tasks=[task.lm_eval_name],
@@ -168,6 +170,7 @@ def run_cell(lm, settings: RunSettings, spec: DropSpec, at: str, task: TaskRef, 
         "git_hash": provenance.git_hash(),
         "command": provenance.command(),
         "time": provenance.now(),
+        "seconds": round(time.perf_counter() - start, 1),  # wall time of this cell (a shared body lands on the first)
     }
     samples = results.pop("samples", None) or {}
     files: dict[str, Any] = {"results.json": json.dumps(results, indent=2, default=handle_non_serializable)}

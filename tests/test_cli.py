@@ -71,7 +71,7 @@ def test_eval_end_to_end_writes_results_and_retention(tmp_path, capsys):
     row = records[records["drop"] == "last:50%"].iloc[0]
     assert row["dropped_indices"] == list(range(288, 576)) and row["hidden_size"] == 576
     assert row["at"] == "post-norm" and row["limit"] == 20 and row["task"] == "arc_easy"
-    assert row["versions"]["lm-eval"] and row["git_hash"]
+    assert row["versions"]["lm-eval"] and row["git_hash"] and row["seconds"] > 0
     run_dir = ResultsStore(out).run_dir(row["run_id"])
     assert json.loads((run_dir / "results.json").read_text())["results"]["local_arc_easy"]
     # a second command reuses both cells from the store: nothing is recomputed
