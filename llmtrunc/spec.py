@@ -168,3 +168,32 @@ def parse_drops(values: list[str] | str, seed: int | None = None, seeds: list[in
     if not specs:
         raise LLMTruncError("no drop spec given")
     return list(dict.fromkeys(specs))
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """'0,10,...,90' (arithmetic ellipsis), '0-9' (inclusive range) or '1,2,5'."""
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    values: list[int] = []
+    try:
+        i = 0
+        while i < len(parts):
+            part = parts[i]
+            if part in ("...", "…"):
+                if len(values) < 2 or i + 1 >= len(parts):
+                    raise ValueError("'...' needs two values before it and one after")
+                step, end = values[-1] - values[-2], int(parts[i + 1])
+                if step <= 0:
+                    raise ValueError("'...' needs an increasing sequence")
+                values.extend(range(values[-1] + step, end + 1, step))
+                if values[-1] != end:
+                    raise ValueError(f"{end} is not reached in steps of {step}")
+                i += 2
+                continue
+            match = re.fullmatch(r"(\d+)-(\d+)", part)
+            values.extend(range(int(match[1]), int(match[2]) + 1) if match else [int(part)])
+            i += 1
+    except ValueError as exc:
+        raise LLMTruncError(f"malformed {what} {text!r}: {exc}") from None
+    if not values:
+        raise LLMTruncError(f"no {what} given")
+    return list(dict.fromkeys(values))

@@ -22,6 +22,7 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
     (["eval", "--tasks", "no_such_task"], "unknown task 'no_such_task'"),
     (["eval", "--tasks", "arc_easy", "--data-dir", "/nonexistent/data"], "data directory not found"),
     (["eval", "--tasks", "arc_easy", "--limit", "0"], "--limit must be positive"),
+    (["sweep", "--tasks", "arc_easy", "--drop", "random:50%", "--seeds", "0,x", "--dry-run"], "malformed --seeds '0,x'"),
 ])
 def test_bad_input_is_one_line_and_nonzero(argv, message):
     proc = run_cli(*argv)

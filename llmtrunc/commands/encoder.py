@@ -87,7 +87,8 @@ def _positive(value: int | None, flag: str) -> int | None:
 
 
 def cmd_eval(args) -> int:
-    from llmtrunc.encoder.evaluate import EvalConfig, grid_specs, parse_int_list, run_eval
+    from llmtrunc.encoder.evaluate import EvalConfig, grid_specs, run_eval
+    from llmtrunc.spec import parse_int_list
     from llmtrunc.encoder.tasks import Limits
 
     ks = parse_int_list(args.k, "--k")

@@ -7,6 +7,7 @@ import argparse
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.hooks import POSITIONS
 from llmtrunc.models import DEFAULT_MODEL
+from llmtrunc.spec import parse_int_list
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +70,8 @@ def register(subparsers) -> None:
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise LLMTruncError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    """--seeds: '0,1,2', '0-4' or '0,2,...,8' (as the encoder track takes them)."""
+    return parse_int_list(text, "--seeds") if text else None
 
 
 def resolve_device(device: str) -> str:

@@ -258,7 +258,7 @@ def register(sub) -> None:
 
 
 def cmd_train_simcse(args) -> int:
-    from llmtrunc.encoder.evaluate import parse_int_list
+    from llmtrunc.spec import parse_int_list
 
     for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
         if getattr(args, flag) <= 0:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from llmtrunc.encoder import truncate as trunc
-from llmtrunc.encoder.evaluate import grid_specs, parse_int_list, score_variants
+from llmtrunc.encoder.evaluate import grid_specs, score_variants
+from llmtrunc.spec import parse_int_list
 from llmtrunc.encoder.tasks.base import Task
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.spec import parse_drop

@@ -30,7 +30,7 @@ def register_analyze(sub) -> None:
 
 def cmd_analyze(args) -> int:
     from llmtrunc.encoder.analysis.run import AnalyzeConfig, run_analyses
-    from llmtrunc.encoder.evaluate import parse_int_list
+    from llmtrunc.spec import parse_int_list
     from llmtrunc.encoder.tasks import Limits
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
