@@ -79,7 +79,7 @@ def contrastive_loss(model, anchors: list[str], positives: list[str], negatives:
 class SimCSEConfig:
     mode: str = "unsup"  # unsup | sup
     model: str = "minilm"
-    out_dir: str = "runs/simcse"
+    out_dir: str = ".cache/simcse"
     steps: int = 200
     batch_size: int = 32
     max_seq_length: int = 32
@@ -239,7 +239,7 @@ def register(sub) -> None:
     p = sub.add_parser("train-simcse", help="SimCSE training (unsup: wiki sentences; sup: SNLI) with metrics over checkpoints")
     p.add_argument("--mode", choices=("unsup", "sup"), default="unsup")
     p.add_argument("--model", default="minilm", help="base model: minilm (offline), a hub id (bert-base-uncased, google-t5/t5-base) or folder")
-    p.add_argument("--out", default="runs/simcse", help="checkpoint folder (default runs/simcse; one per mode recommended)")
+    p.add_argument("--out", help="checkpoint folder (default .cache/simcse/MODE)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-seq-length", type=int, default=32)
@@ -263,7 +263,7 @@ def cmd_train_simcse(args) -> int:
     for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
         if getattr(args, flag) <= 0:
             raise LLMTruncError(f"--{flag.replace('_', '-')} must be positive")
-    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
+    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out or f".cache/simcse/{args.mode}", steps=args.steps, batch_size=args.batch_size,
                           max_seq_length=args.max_seq_length, learning_rate=args.lr, save_steps=args.save_steps, seed=args.seed,
                           n_train=args.n_train, data_dir=args.data_dir, results_dir=args.results_dir,
                           eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"), retrieval_limit=args.retrieval_limit,
