@@ -8,6 +8,7 @@ interrupted sweep finished) is reused instead of recomputed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -119,6 +120,19 @@ def to_records(results: dict, base: dict[str, Any]) -> list[dict[str, Any]]:
     return records
 
 
+def probe_environment_once() -> None:
+    """Keep the first answer of torch's environment probe for the rest of the process.
+
+    lm-eval's simple_evaluate puts `torch.utils.collect_env.get_pretty_env_info()` in every result,
+    which runs a dozen subprocesses (about a second); a sweep calls it per cell, and the answer
+    (versions, devices) does not change within a process.
+    """
+    from torch.utils import collect_env
+
+    if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
+        collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
+
+
 def run_cell(lm, settings: RunSettings, spec: DropSpec, at: str, task: TaskRef, store: ResultsStore,
              log_samples: bool = False) -> tuple[str, list[dict], bool]:
     """Evaluate one cell unless the store has it; returns (run id, records, reused?)."""
@@ -129,6 +143,7 @@ def run_cell(lm, settings: RunSettings, spec: DropSpec, at: str, task: TaskRef, 
     if store.has_run(rid):
         return rid, store.run_records(rid), True
     indices = lm.set_drop(spec, at)
+    probe_environment_once()
     start = time.perf_counter()
     results = lm_eval.simple_evaluate(
         model=lm,

@@ -84,13 +84,14 @@ class SharedBodyLM(HFTruncLM):
         for chunk in self._score_chunks(list(zip(requests, keys))):
             # one head call per chunk: per-request calls cost more than the body for short continuations
             logprobs = self._head_logprobs(torch.cat([self._states[key] for _, key in chunk]))
+            targets = torch.tensor([t for (_, _, cont), _ in chunk for t in cont], dtype=torch.long, device=logprobs.device)
+            hits = (logprobs.argmax(dim=-1) == targets).tolist()
+            picked = logprobs.gather(-1, targets[:, None])[:, 0]
             offset = 0
             for (request, _, continuation_enc), key in chunk:
-                rows = logprobs[offset: offset + key[1]]
-                offset += key[1]
-                target = torch.tensor(continuation_enc, dtype=torch.long, device=rows.device)
-                greedy = bool((rows.argmax(dim=-1) == target).all())
-                answer = (float(rows.gather(-1, target[:, None]).sum()), greedy)
+                end = offset + key[1]
+                answer = (float(picked[offset:end].sum()), all(hits[offset:end]))
+                offset = end
                 results.append(answer)
                 if request is not None:
                     self.cache_hook.add_partial("loglikelihood", request, answer)

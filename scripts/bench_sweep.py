@@ -16,7 +16,7 @@ import time
 
 import lm_eval
 
-from llmtrunc.evaluate import use_data_dir
+from llmtrunc.evaluate import probe_environment_once, use_data_dir
 from llmtrunc.shared_body import SharedBodyLM
 from llmtrunc.spec import parse_drop
 from llmtrunc.tasks import resolve_tasks, task_manager
@@ -41,6 +41,7 @@ def main() -> None:
     task = resolve_tasks(["arc_easy"])[0].lm_eval_name
     lm = SharedBodyLM(pretrained="smollm2-135m", device="cpu", batch_size=args.batch_size)
     task_manager()  # build lm-eval's task index before timing
+    probe_environment_once()  # as `llmtrunc sweep` does for every cell, on both paths
     evaluate(lm, task, 5)  # warm up (first-call costs would otherwise land on whichever path runs first)
 
     timings, scores = {}, {}
