@@ -96,7 +96,8 @@ def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
             continue
         condition = PAPER_CONDITIONS[row["drop_family"]]
         entry = {"task": row["task"], "condition": condition, "limit": row["limit"],
-                 "this model: score (retention)": f"{row['score']:.4f} ({row['retention']:.3f})"}
+                 "this model: score (retention)":
+                     f"{row['score']:.4f} ({'-' if pd.isna(row['retention']) else format(row['retention'], '.3f')})"}
         for _, ref in paper.iterrows():
             entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({ref[condition] / ref['full']:.3f})"
         rows.append(entry)
@@ -113,11 +114,15 @@ def _curve_png(table: pd.DataFrame, records: pd.DataFrame, model: str) -> str | 
     """Retention vs dropped share K per task and drop kind; None when no K grid was run."""
     merged = with_baseline(main_records(records))
     merged = merged[merged["drop_kind"].isin(["first", "last", "random"])]
-    if merged.empty or merged["drop_ratio"].nunique() < 2:
+    tasks = sorted(t for t, rows in merged.groupby("task") if rows["drop_ratio"].nunique() >= 2)  # a curve needs 2 Ks
+    if not tasks:
         return None
-    tasks = sorted(merged["task"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
+    ncols = min(3, len(tasks))
+    nrows = -(-len(tasks) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(tasks):]:
+        ax.set_visible(False)
+    for ax, task in zip(axes.flat, tasks):
         part = merged[merged["task"] == task]
         for (kind, at), rows in sorted(part.groupby(["drop_kind", "at"])):
             stats = rows.groupby("drop_ratio")["retention"].agg(["mean", "std"]).reset_index().sort_values("drop_ratio")
