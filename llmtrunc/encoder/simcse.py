@@ -141,7 +141,7 @@ def train(config: SimCSEConfig, log: Callable[[str], None] = print) -> dict:
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / TEMPERATURE)
     args = SentenceTransformerTrainingArguments(
         output_dir=config.out_dir, max_steps=config.steps, per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr, warmup_ratio=0.0, lr_scheduler_type="linear", save_strategy="steps", save_steps=config.save_steps,
+        learning_rate=config.lr, lr_scheduler_type="linear", save_strategy="steps", save_steps=config.save_steps,
         logging_steps=max(1, min(10, config.save_steps)), seed=config.seed, data_seed=config.seed, report_to="none",
         dataloader_drop_last=True, use_cpu=config.device == "cpu", save_only_model=True, disable_tqdm=True,
     )
