@@ -269,5 +269,5 @@ def cmd_train_simcse(args) -> int:
                           eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"), retrieval_limit=args.retrieval_limit,
                           retrieval_corpus=args.retrieval_corpus, eval_max_seq_length=args.eval_max_seq_length, device=args.device)
     records = run(config)
-    print(f"{len(records)} records; checkpoints under {args.out}")
+    print(f"{len(records)} records; checkpoints under {config.out_dir}")
     return 0
