@@ -122,6 +122,14 @@ def curves(df: pd.DataFrame, analysis: str) -> pd.DataFrame:
     return g
 
 
+def _save(fig, path: Path, dpi: int = 130) -> Path:
+    """Lay out, write and close a figure (plots carry no timestamps, so reruns give the same files)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi, metadata={"Software": None})
+    _plt().close(fig)
+    return path
+
+
 def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
     plt = _plt()
     pairs = list(dict.fromkeys(zip(c["model"], c["task"])))
@@ -141,10 +149,7 @@ def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _attribution_figure(df: pd.DataFrame, path: Path) -> Path:
@@ -162,10 +167,7 @@ def _attribution_figure(df: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("dimensions, sorted by score change on removal")
         ax.set_ylabel(f"Δ {rows['metric'].iloc[0][len('delta_'):]} when removed alone")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _bar_figure(table: pd.DataFrame, columns: list[str], title: str, path: Path) -> Path:
@@ -179,10 +181,7 @@ def _bar_figure(table: pd.DataFrame, columns: list[str], title: str, path: Path)
         ax.set_title(col, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _outlier_figure(table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
@@ -201,10 +200,7 @@ def _outlier_figure(table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(0, 1.1)
     ax.legend(fontsize=7)
     ax.set_title("Removing outlier dimensions vs random dimensions", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 SIMCSE_PANELS = [("stsb_dev_spearman", "STS-B dev Spearman"), ("alignment", "alignment (lower = closer)"),
@@ -245,10 +241,7 @@ def _simcse_figure(table: pd.DataFrame, losses: pd.DataFrame, path: Path) -> Pat
     for a in axes[0]:
         a.legend(fontsize=6)
     fig.suptitle("SimCSE training: quality and anisotropy metrics beside the truncation retention", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def build_report(results_dir: str | os.PathLike, out: str | os.PathLike, command_lines: list[str] | None = None) -> list[Path]:
