@@ -1,8 +1,8 @@
 """Sweep grid, shards, config, and resume after a killed sweep (real model, tiny limit)."""
 
+import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -50,23 +50,38 @@ def test_bad_shard_and_config(tmp_path):
         SweepConfig.from_yaml(str(path)).drop_specs()
 
 
+# Runs the CLI in a child that SIGKILLs itself inside the third record write: after the temporary file is
+# written, before it is renamed into place. A real kill at a fixed point (polling for files raced the shared
+# body, which writes the later cells within milliseconds).
+KILL_ON_THIRD_RECORD = """
+import os, signal, sys
+from llmtrunc.cli import main
+replace, seen = os.replace, []
+def replace_or_die(src, dst):
+    if str(dst).endswith("records.jsonl"):
+        seen.append(dst)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    replace(src, dst)
+os.replace = replace_or_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_killed_sweep_resumes_without_recomputing_or_duplicating(tmp_path):
     out = tmp_path / "store"
-    cmd = [sys.executable, "-m", "llmtrunc.cli", "sweep", "--model", "smollm2-135m", "--tasks", "arc_easy",
-           "--drop", "first-half,last-half,random:50%@1", "--limit", "2", "--output", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and not list(out.glob("runs/*/records.jsonl")):
-        time.sleep(0.5)
-    proc.kill()
-    proc.wait()
+    args = ["sweep", "--model", "smollm2-135m", "--tasks", "arc_easy",
+            "--drop", "first-half,last-half,random:50%@1", "--limit", "2", "--output", str(out)]
+    killed = subprocess.run([sys.executable, "-c", KILL_ON_THIRD_RECORD, *args], capture_output=True, timeout=900)
+    assert killed.returncode == -signal.SIGKILL
     first = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")}
-    assert 1 <= len(first) < 4
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert len(first) == 2
+    assert len(list(out.glob("runs/*/.records.jsonl.*.tmp"))) == 1  # the interrupted write never became a record
+    done = subprocess.run([sys.executable, "-m", "llmtrunc.cli", *args], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stderr.count("reusing") == len(first)
+    assert done.stderr.count("reusing") == 2
     assert all(p.stat().st_mtime_ns == t for p, t in first.items())  # finished cells untouched
     records = ResultsStore(out).records()
-    assert sorted(records.groupby("run_id").size().index.size for _ in [0]) == [4]
+    assert records["run_id"].nunique() == 4
     assert not records.duplicated(["run_id", "metric", "filter"]).any()
     assert set(records["drop"]) == {"none", "first:50%", "last:50%", "random:50%@1"}
