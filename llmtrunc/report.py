@@ -139,7 +139,7 @@ def _curve_png(table: pd.DataFrame, records: pd.DataFrame, model: str) -> str | 
 
 
 def build_report(results_dir: str | Path, out: str | Path) -> list[Path]:
-    from llmtrunc.store import ResultsStore
+    from llmtrunc.store import ResultsStore, recorded_commands
 
     records = ResultsStore(results_dir).records()
     if records.empty or "track" not in records:
@@ -182,7 +182,7 @@ def build_report(results_dir: str | Path, out: str | Path) -> list[Path]:
             (out / f"curves_{model}.png").write_bytes(base64.b64decode(png))
             md += [f"![retention vs K](curves_{model}.png)", ""]
             html.append(f"<img src='data:image/png;base64,{png}'/>")
-        commands = sorted(set(part["command"].dropna())) if "command" in part else []
+        commands = recorded_commands(part)
         versions = sorted({json.dumps(v, sort_keys=True) for v in part["versions"]})
         hashes = sorted(set(part["git_hash"]))
         md += ["Commands behind these numbers:", "", *[f"    {c}" for c in commands], "",

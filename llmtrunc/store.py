@@ -79,3 +79,8 @@ class ResultsStore:
         for path in sorted(self.root.glob("runs/*/records.jsonl")):
             rows.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
         return pd.DataFrame(rows)
+
+
+def recorded_commands(records: pd.DataFrame) -> list[str]:
+    """The distinct command lines behind a set of records (older records carry none)."""
+    return sorted(set(records["command"].dropna())) if "command" in records else []

@@ -138,7 +138,7 @@ def make_records(encoder: Encoder, task: Task, variant: trunc.Variant, metrics: 
         "drop": variant.name, "family": variant.spec.family, "kind": variant.kind, "seed": variant.spec.seed,
         "k": variant.ratio, "k_percent": round(variant.ratio * 100, 6), "dim": variant.dim, "keep_dims": variant.n_keep,
         "dropped": list(variant.dropped) if variant.dropped is not None else None,
-        "versions": provenance.versions(), "git": provenance.git_hash(), "created": provenance.now(), "seconds": round(seconds, 4),
+        "versions": provenance.versions(), "git": provenance.git_hash(), "command": provenance.command(), "created": provenance.now(), "seconds": round(seconds, 4),
     }
     return [dict(base, metric=name, value=value, main=name == task.main_metric) for name, value in metrics.items()]
 

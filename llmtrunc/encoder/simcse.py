@@ -221,7 +221,7 @@ def run(config: SimCSEConfig, log: Callable[[str], None] = print) -> list[dict]:
     rid = run_id(settings, trained["alias"], "simcse", config.mode)
     base = {"track": TRACK, "analysis": f"simcse-{config.mode}", "run_id": rid, "model": trained["alias"], "base_source": trained["source"],
             "task": "simcse", "mode": config.mode, "settings": settings, "n_train": trained["n_train"], "train_seconds": round(trained["seconds"], 1),
-            "versions": provenance.versions(), "git": provenance.git_hash(), "created": provenance.now()}
+            "versions": provenance.versions(), "git": provenance.git_hash(), "command": provenance.command(), "created": provenance.now()}
     records = [dict(base, metric="train_loss", value=float(loss), step=int(step), condition="train") for step, loss in trained["losses"]]
     states = [(0, None)] + checkpoints(config.out_dir)
     for step, path in states:

@@ -154,8 +154,10 @@ def test_report_from_store(minilm, tmp_path, data_dir):
 
     specs = grid_specs(["first", "last", "random", "pca"], [0, 50], [0, 1])
     _run(minilm, tmp_path, ["stsb"], specs, data_dir=data_dir)
-    written = build_report(tmp_path / "results", tmp_path / "rep", command_line="llmtrunc encoder eval ...")
+    written = build_report(tmp_path / "results", tmp_path / "rep")
     names = {p.name for p in written}
     assert {"README.md", "summary.csv", "table_k50.csv", "retention_minilm.png"} <= names
     text = (tmp_path / "rep" / "README.md").read_text()
     assert "stsb" in text and "±" in text
+    recorded = set(ResultsStore(tmp_path / "results").records()["command"])
+    assert len(recorded) == 1 and recorded.pop() in text  # the command behind the records, with no flag needed

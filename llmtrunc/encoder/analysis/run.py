@@ -78,7 +78,7 @@ class Context:
         return {"track": TRACK, "analysis": analysis, "run_id": rid, "model": e.spec.alias, "model_id": e.model_id,
                 "revision": e.revision, "similarity": self.similarity, "task": t.name, "task_kind": t.kind, "split": t.split,
                 "n_eval": t.n_eval(), "data": self.fingerprint, "limits": self.limits.as_dict(), "dim": self.dim,
-                "versions": provenance.versions(), "git": provenance.git_hash(), "created": provenance.now()}
+                "versions": provenance.versions(), "git": provenance.git_hash(), "command": provenance.command(), "created": provenance.now()}
 
 
 def _rec(base: dict, metric: str, value: float, condition: str, **extra) -> dict:
