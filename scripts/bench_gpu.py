@@ -9,9 +9,12 @@ each repeat):
 * loglikelihood scoring: a batch of sequences through the model, log_softmax over the vocabulary
   and the target tokens' log-probs gathered (what lm-eval's HF model does per batch);
 * greedy decoding with the KV cache (one hook call per generated token, the least favourable case
-  for a per-call overhead).
+  for a per-call overhead);
+* compute once, score many: the 10 drop conditions of scripts/bench_sweep.py scored on the same
+  multiple-choice-shaped loglikelihood requests through llmtrunc's SharedBodyLM (lm-eval's HF model
+  underneath), once with the shared body and once with each condition run on its own.
 
-Prints both throughputs and the slowdown, checks that the hooked logits equal the logits of a
+Prints both throughputs and the slowdown, the sweep's cost against one condition, checks that the hooked logits equal the logits of a
 head with the dropped columns zeroed, and writes reports/bench_gpu_<device>.md.
 
     python scripts/bench_gpu.py                       # defaults: batch 8 x 1024 tokens, 10 repeats
@@ -52,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--seq-len", type=int, default=1024)
     p.add_argument("--decode-batch", type=int, default=8)
     p.add_argument("--decode-tokens", type=int, default=128, help="greedy tokens per decoding repeat (0: skip)")
+    p.add_argument("--sweep-questions", type=int, default=64,
+                   help="multiple-choice questions for the compute-once sweep, 4 choices each (0: skip)")
+    p.add_argument("--sweep-context", type=int, default=512, help="context tokens per question")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--layers", type=int, default=None, help="override the layer count (e.g. to fit a smaller GPU)")
@@ -120,6 +126,58 @@ def interleaved(plain_fn, hooked_fn, attach, device, warmup: int, repeats: int) 
     return plain, hooked
 
 
+def word_level_tokenizer(vocab_size: int):
+    """A tokenizer lm-eval's HF model accepts for an in-memory model (the sweep feeds it token ids)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({str(i): i for i in range(vocab_size)}, unk_token="0"))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="0", eos_token="1", pad_token="0")
+
+
+def compute_once(model, config, device, questions: int, context: int, batch_size: int):
+    """Time the 10-condition sweep shared vs separate on 4-choice requests; returns timings and max |diff|."""
+    import torch
+
+    from llmtrunc.shared_body import SharedBodyLM
+    from llmtrunc.spec import parse_drop
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_sweep import CONDITIONS
+
+    lm = SharedBodyLM(pretrained=model, tokenizer=word_level_tokenizer(config.vocab_size), batch_size=batch_size,
+                      max_length=context + 16)
+    gen = torch.Generator().manual_seed(1)
+    requests = []
+    for _ in range(questions):
+        prompt = torch.randint(2, config.vocab_size, (context,), generator=gen).tolist()
+        for choice in range(4):
+            answer = torch.randint(2, config.vocab_size, (2 + choice,), generator=gen).tolist()
+            requests.append((("", ""), prompt, answer))
+
+    def run(shared: bool, conditions) -> tuple[float, list]:
+        lm.shared = shared
+        lm.clear_cache()
+        sync(device)
+        start = time.perf_counter()
+        scores = []
+        for drop in conditions:
+            lm.set_drop(parse_drop(drop))
+            scores.append(lm._loglikelihood_tokens(requests, disable_tqdm=True))
+        sync(device)
+        return time.perf_counter() - start, scores
+
+    run(False, CONDITIONS[:1])  # warm up both paths
+    run(True, CONDITIONS[:1])
+    separate, alone = run(False, CONDITIONS)
+    shared, together = run(True, CONDITIONS)
+    diff = max(abs(a[0] - b[0]) for x, y in zip(alone, together) for a, b in zip(x, y))
+    same_greedy = all(a[1] == b[1] for x, y in zip(alone, together) for a, b in zip(x, y))
+    lm.set_drop(parse_drop("none"))  # no hooks left on the model
+    return dict(conditions=len(CONDITIONS), requests=len(requests), separate=separate, shared=shared,
+                ratio=shared / (separate / len(CONDITIONS)), diff=diff, same_greedy=same_greedy)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
@@ -131,6 +189,7 @@ def main(argv=None) -> int:
         device = torch.device("cpu")
         args.batch_size, args.seq_len, args.decode_batch = min(args.batch_size, 2), min(args.seq_len, 32), 2
         args.decode_tokens, args.warmup, args.repeats = min(args.decode_tokens, 4), 1, 2
+        args.sweep_questions, args.sweep_context = min(args.sweep_questions, 4), min(args.sweep_context, 24)
     else:
         if not torch.cuda.is_available():
             print("bench_gpu.py needs a CUDA GPU (it times a Llama-3.1-8B-shaped model in bf16); none is available "
@@ -164,7 +223,7 @@ def main(argv=None) -> int:
             with hooks.truncated(model, indices, args.at):
                 got = model(ids[:1, :128]).logits
             check = (got.float() - expected.float()).abs().max().item()
-            del plain_logits, expected, got, captured
+            del expected, got, captured
 
         ll_plain, ll_hooked = interleaved(lambda: loglikelihood_step(model, ids), lambda: loglikelihood_step(model, ids),
                                           attach, device, args.warmup, args.repeats)
@@ -176,6 +235,10 @@ def main(argv=None) -> int:
 
             dec_plain, dec_hooked = interleaved(decode, decode, attach, device, max(1, args.warmup // 2),
                                                 max(2, args.repeats // 2))
+
+    sweep = None
+    if args.sweep_questions:
+        sweep = compute_once(model, config, device, args.sweep_questions, args.sweep_context, args.batch_size)
 
     rows = []
 
@@ -190,6 +253,11 @@ def main(argv=None) -> int:
     if dec_plain:
         row(f"greedy decode {args.decode_batch}x{args.decode_tokens}", args.decode_batch * args.decode_tokens,
             dec_plain, dec_hooked)
+    if sweep:
+        print(f"compute once: {sweep['conditions']} conditions x {sweep['requests']} requests, shared body "
+              f"{sweep['shared']:.2f}s vs separate {sweep['separate']:.2f}s; sweep / one condition = "
+              f"{sweep['ratio']:.2f}x, speed-up {sweep['separate'] / sweep['shared']:.1f}x; loglikelihoods max |diff| "
+              f"{sweep['diff']:.3g}, greedy flags equal: {sweep['same_greedy']}")
     if check is not None:
         print(f"hooked logits vs zeroed-column head: max |diff| = {check:.3g}")
     if args.smoke:
@@ -210,6 +278,16 @@ def main(argv=None) -> int:
         "|---|---:|---:|---:|---:|---:|",
         *[f"| {r[0]} | {r[1]:,.0f} | {r[2]:,.0f} | {r[3]:+.2f}% | {r[4] * 1e3:.1f} | {r[5] * 1e3:.1f} |" for r in rows],
     ]
+    if sweep:
+        lines += ["", f"Compute once, score many ({sweep['conditions']} drop conditions of scripts/bench_sweep.py, "
+                      f"{args.sweep_questions} four-choice questions with {args.sweep_context}-token contexts = "
+                      f"{sweep['requests']} loglikelihood requests, batch {args.batch_size}, through SharedBodyLM):", "",
+                  "| path | seconds | per condition |", "|---|---:|---:|",
+                  f"| each condition on its own | {sweep['separate']:.2f} | {sweep['separate'] / sweep['conditions']:.2f} |",
+                  f"| shared body | {sweep['shared']:.2f} | {sweep['shared'] / sweep['conditions']:.2f} |", "",
+                  f"The whole sweep costs {sweep['ratio']:.2f}x one condition run on its own (speed-up "
+                  f"{sweep['separate'] / sweep['shared']:.1f}x); loglikelihoods differ by at most {sweep['diff']:.3g} "
+                  f"({model.dtype}), greedy flags equal: {sweep['same_greedy']}."]
     if check is not None:
         lines += ["", f"Exactness on this device: hooked logits vs a head with the dropped columns zeroed, "
                       f"max |diff| = {check:.3g} ({model.dtype})."]
