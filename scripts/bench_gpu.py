@@ -14,8 +14,9 @@ each repeat):
   multiple-choice-shaped loglikelihood requests through llmtrunc's SharedBodyLM (lm-eval's HF model
   underneath), once with the shared body and once with each condition run on its own.
 
-Prints both throughputs and the slowdown, the sweep's cost against one condition, checks that the hooked logits equal the logits of a
-head with the dropped columns zeroed, and writes reports/bench_gpu_<device>.md.
+Prints both throughputs and the slowdown and the sweep's cost against one condition, checks that
+the hooked logits equal the logits of a head with the dropped columns zeroed, and writes
+reports/bench_gpu_<device>.md.
 
     python scripts/bench_gpu.py                       # defaults: batch 8 x 1024 tokens, 10 repeats
     python scripts/bench_gpu.py --drop random:50%@0 --batch-size 4 --seq-len 2048
