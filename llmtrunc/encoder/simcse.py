@@ -79,7 +79,7 @@ def contrastive_loss(model, anchors: list[str], positives: list[str], negatives:
 class SimCSEConfig:
     mode: str = "unsup"  # unsup | sup
     model: str = "minilm"
-    out_dir: str = ".cache/simcse"
+    out_dir: str | None = None  # checkpoint folder (None = .cache/simcse/MODE, so the two modes never mix)
     steps: int = 200
     batch_size: int = 32
     max_seq_length: int = 32
@@ -94,6 +94,9 @@ class SimCSEConfig:
     retrieval_corpus: int = 300  # and corpus docs (relevant docs always kept)
     eval_max_seq_length: int | None = 128  # encoding length for the tracked metrics (None = the checkpoint's)
     device: str | None = "cpu"
+
+    def __post_init__(self):
+        self.out_dir = self.out_dir or f".cache/simcse/{self.mode}"
 
     @property
     def lr(self) -> float:
@@ -263,7 +266,7 @@ def cmd_train_simcse(args) -> int:
     for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
         if getattr(args, flag) <= 0:
             raise LLMTruncError(f"--{flag.replace('_', '-')} must be positive")
-    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out or f".cache/simcse/{args.mode}", steps=args.steps, batch_size=args.batch_size,
+    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
                           max_seq_length=args.max_seq_length, learning_rate=args.lr, save_steps=args.save_steps, seed=args.seed,
                           n_train=args.n_train, data_dir=args.data_dir, results_dir=args.results_dir,
                           eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"), retrieval_limit=args.retrieval_limit,
