@@ -1,7 +1,9 @@
-"""Where the offline benchmark data lives: --data-dir, else $LLMTRUNC_DATA_DIR, else ../shared/data."""
+"""Where the offline benchmark data lives: --data-dir, else $LLMTRUNC_DATA_DIR, else ../shared/data
+(beside the working directory, or beside the llmtrunc checkout for an editable install)."""
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from pathlib import Path
@@ -10,23 +12,31 @@ from llmtrunc.errors import LLMTruncError
 
 ENV_VAR = "LLMTRUNC_DATA_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data"
+DEFAULT_DATA_DIRS = (Path("..") / "shared" / "data", PROJECT_ROOT.parent / "shared" / "data")
+
+
+def shipped_dir(name: str) -> Path:
+    """`tasks` or `hooks`: the repository's folder in a checkout, else the copy inside the installed wheel."""
+    checkout = PROJECT_ROOT / name
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and checkout.is_dir():
+        return checkout
+    return Path(str(importlib.resources.files("llmtrunc") / name))
 
 
 def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
-    """The data directory in force, or None when none is configured and the default is absent."""
+    """The data directory in force, or None when none is configured and no default exists."""
     if explicit:
         return Path(explicit).expanduser().resolve()
     if os.environ.get(ENV_VAR):
         return Path(os.environ[ENV_VAR]).expanduser().resolve()
-    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
+    return next((d.resolve() for d in DEFAULT_DATA_DIRS if d.is_dir()), None)
 
 
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     """The data directory, which must exist."""
     found = find_data_dir(explicit)
     if found is None:
-        raise LLMTruncError(f"no data directory: pass --data-dir or set {ENV_VAR} (default {DEFAULT_DATA_DIR} is absent)")
+        raise LLMTruncError(f"no data directory: pass --data-dir or set {ENV_VAR} (no ../shared/data here)")
     if not found.is_dir():
         raise LLMTruncError(f"data directory not found: {found}")
     return found

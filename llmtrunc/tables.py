@@ -1,4 +1,8 @@
-"""Terminal tables of results: scores and retention for the runs a command just made or reused."""
+"""The terminal table every grid command prints: score and retention per condition, in both tracks.
+
+One row per (task, metric, drop family, position) of the headline metrics; random drops are
+summarised over their seeds as mean ± std.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,46 @@ from rich.console import Console
 from rich.table import Table
 
 from llmtrunc.retention import with_baseline
-from llmtrunc.store import ResultsStore
+
+ROW = ["task", "subtask", "metric", "filter", "drop_family", "at"]
 
 
-def _fmt(value) -> str:
-    return "-" if value is None or pd.isna(value) else f"{value:.4f}"
+def _fmt(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    return f"{values.mean():.4f}" if len(values) == 1 else f"{values.mean():.4f} ± {values.std():.4f}"
 
 
-def print_retention(store: ResultsStore, run_ids: list[str], console: Console | None = None) -> pd.DataFrame:
-    """Print task x metric rows with baseline, truncated score and retention; return the table."""
+def score_table(records: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the table: baseline, score and retention per condition (the baseline's own row first)."""
+    if records.empty:
+        return pd.DataFrame(columns=[*ROW, "seeds", "baseline", "score", "retention"])
+    main = records[records["main"].astype(bool)] if "main" in records else records
+    main = main if not main.empty else records
+    merged = with_baseline(main)
+    base = main[main["drop_kind"] == "none"]
+    rows = [{**{c: row[c] for c in ROW}, "seeds": 1, "baseline": _fmt(pd.Series([row["value"]])), "score": "-",
+             "retention": "-"} for _, row in base.iterrows()]
+    for keys, group in merged.groupby(ROW, sort=False, dropna=False):
+        rows.append({**dict(zip(ROW, keys)), "seeds": len(group), "baseline": _fmt(group["baseline"]),
+                     "score": _fmt(group["value"]), "retention": _fmt(group["retention"])})
+    return pd.DataFrame(rows)
+
+
+def print_scores(records: pd.DataFrame, console: Console | None = None) -> pd.DataFrame:
     console = console or Console(width=None if sys.stdout.isatty() else 160)
-    frame = store.records()
-    frame = frame[frame["run_id"].isin(run_ids)] if not frame.empty else frame
-    if frame.empty:
+    table = score_table(records)
+    if table.empty:
         console.print("no results")
-        return frame
-    table = with_baseline(frame)
+        return table
     view = Table(title="retention = truncated / baseline (perplexities: baseline / truncated)")
-    for col in ("task", "metric", "filter", "drop", "at", "baseline", "score", "retention"):
-        view.add_column(col, justify="right" if col in ("baseline", "score", "retention") else "left")
-    if table.empty:  # only the baseline was asked for
-        for _, row in frame.iterrows():
-            view.add_row(row["subtask"], row["metric"], row["filter"], row["drop"], row["at"], _fmt(row["value"]), "-", "-")
+    columns = ["task", "metric", "filter", "drop", "at", "seeds", "baseline", "score", "retention"]
+    for col in columns:
+        view.add_column(col, justify="right" if col in ("seeds", "baseline", "score", "retention") else "left")
     for _, row in table.iterrows():
-        view.add_row(row["subtask"], row["metric"], row["filter"], row["drop"], row["at"],
-                     _fmt(row["baseline"]), _fmt(row["value"]), _fmt(row["retention"]))
+        task = row["task"] if row["subtask"] in (row["task"], None) or pd.isna(row["subtask"]) else row["subtask"]
+        view.add_row(str(task), str(row["metric"]), str(row["filter"]), str(row["drop_family"]), str(row["at"]),
+                     str(row["seeds"]), row["baseline"], row["score"], row["retention"])
     console.print(view)
     return table

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from llmtrunc.encoder.analysis.attribution import RetrievalAttribution, naive_retrieval_ndcg  # noqa: E402
 from llmtrunc.encoder.cache import EmbeddingCache  # noqa: E402
 from llmtrunc.encoder.evaluate import encode_sets  # noqa: E402
-from llmtrunc.encoder.models import Encoder, resolve_model  # noqa: E402
+from llmtrunc.encoder.models import DEFAULT_MODEL, Encoder, resolve_model  # noqa: E402
 from llmtrunc.encoder.tasks import Limits, resolve_task  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="minilm")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--task", default="scifact")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--cache-dir", default=None)
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 
     encoder = Encoder(resolve_model(args.model), device="cpu")
     task = resolve_task(args.task, args.data_dir, Limits(limit=args.limit, max_corpus=args.max_corpus))
-    e = encode_sets(encoder, task, EmbeddingCache(args.cache_dir), False, task.name)
+    e = encode_sets(encoder, task, EmbeddingCache(args.cache_dir), False)
     q, x = e["queries"], e["corpus"]
     d = q.shape[1]
     print(f"task {task.name}: {len(task.query_ids)} queries, {len(task.doc_ids)} docs; model {encoder.model_id} ({encoder.revision}), dim {d}")

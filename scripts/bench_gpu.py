@@ -140,7 +140,7 @@ def compute_once(model, config, device, questions: int, context: int, batch_size
     """Time the 10-condition sweep shared vs separate on 4-choice requests; returns timings and max |diff|."""
     import torch
 
-    from llmtrunc.shared_body import SharedBodyLM
+    from llmtrunc.llm.shared_body import SharedBodyLM
     from llmtrunc.spec import parse_drop
 
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
 
-    from llmtrunc import hooks
+    from llmtrunc.llm import hooks
     from llmtrunc.spec import parse_drop
 
     if args.smoke:
@@ -200,8 +200,9 @@ def main(argv=None) -> int:
     model, config = build_model(args.smoke, args.layers, device)
     name = "cpu (smoke)" if args.smoke else torch.cuda.get_device_name(device)
     spec = parse_drop(args.drop)
-    indices = spec.indices(config.hidden_size)
-    attach = lambda: hooks.attach(model, indices, args.at)  # noqa: E731
+    mask = spec.mask(config.hidden_size)
+    indices = mask.dropped
+    attach = lambda: hooks.attach(model, mask, args.at)  # noqa: E731
     gen = torch.Generator(device="cpu").manual_seed(0)
     ids = torch.randint(0, config.vocab_size, (args.batch_size, args.seq_len), generator=gen).to(device)
     prompt = torch.randint(0, config.vocab_size, (args.decode_batch, 32), generator=gen).to(device)
@@ -221,7 +222,7 @@ def main(argv=None) -> int:
             weight[:, list(indices)] = 0
             expected = torch.nn.functional.linear(captured[0], weight)
             del weight
-            with hooks.truncated(model, indices, args.at):
+            with hooks.truncated(model, mask, args.at):
                 got = model(ids[:1, :128]).logits
             check = (got.float() - expected.float()).abs().max().item()
             del expected, got, captured

@@ -16,10 +16,10 @@ import time
 
 import lm_eval
 
-from llmtrunc.evaluate import probe_environment_once, use_data_dir
-from llmtrunc.shared_body import SharedBodyLM
+from llmtrunc.llm.evaluate import probe_environment_once, use_data_dir
+from llmtrunc.llm.shared_body import SharedBodyLM
 from llmtrunc.spec import parse_drop
-from llmtrunc.tasks import resolve_tasks, task_manager
+from llmtrunc.llm.tasks import resolve_tasks, task_manager
 
 CONDITIONS = ["none", "first-half", "last-half", "first:25%", "last:25%",
               *(f"random:50%@{seed}" for seed in range(5))]

@@ -70,7 +70,7 @@ def generate(out: Path) -> list[Path]:
             raise SystemExit(f"{standard}: unexpected tag {config['tag']!r}")
         generated = {
             "dataset_name": subject,
-            "dataset_kwargs": {"subject": subject},
+            "dataset_kwargs": {"data_files": {"test": f"mmlu/{subject}/test.jsonl", "dev": f"mmlu/{subject}/dev.jsonl"}},
             "description": config["description"],
             "tag": local(config["tag"]),
             "include": "_default_template_yaml",

@@ -32,7 +32,7 @@ RESULTS=${RESULTS:-/shared/results}        # shared results store, visible from 
 REPORT_OUT=${REPORT_OUT:-$RESULTS/report}  # where the report job writes tables and figures
 VENV=${VENV:-$HOME/llmtrunc/.venv}         # environment with `pip install 'llmtrunc[vllm,quant]'` as needed
 SWEEP_ARGS=${SWEEP_ARGS:-}                 # extra sweep flags, e.g. "--backend vllm" or "--load-in-8bit"
-REPORT_CMD=${REPORT_CMD:-"llmtrunc report $RESULTS --out $REPORT_OUT"}
+REPORT_CMD=${REPORT_CMD:-"llmtrunc report --results-dir $RESULTS --out $REPORT_OUT"}
 # Compute nodes are often offline: fill a shared Hub cache on a login node first
 # (`huggingface-cli download meta-llama/Llama-3.1-8B`) and keep the Hub off during the run.
 export HF_HOME=${HF_HOME:-/shared/hf-cache}
@@ -51,7 +51,7 @@ if [ -z "${SLURM_ARRAY_TASK_ID:-}" ]; then
         for i in $(seq 1 "$SHARDS"); do
             echo "== shard $i/$SHARDS"
             # shellcheck disable=SC2086
-            llmtrunc sweep --config "$CONFIG" --shard "$i/$SHARDS" --output "$RESULTS" --dry-run $SWEEP_ARGS
+            llmtrunc sweep --config "$CONFIG" --shard "$i/$SHARDS" --results-dir "$RESULTS" --dry-run $SWEEP_ARGS
         done
         exit 0
     fi
@@ -72,4 +72,4 @@ SHARDS=${SHARDS:-$SLURM_ARRAY_TASK_COUNT}
 SHARD="$((SLURM_ARRAY_TASK_ID + 1))/$SHARDS"
 echo "llmtrunc sweep shard $SHARD on $(hostname), GPUs ${CUDA_VISIBLE_DEVICES:-none}"
 # shellcheck disable=SC2086
-srun llmtrunc sweep --config "$CONFIG" --shard "$SHARD" --output "$RESULTS" $SWEEP_ARGS
+srun llmtrunc sweep --config "$CONFIG" --shard "$SHARD" --results-dir "$RESULTS" $SWEEP_ARGS

@@ -1,8 +1,8 @@
 """Offline data loaders for the `local_*` lm-eval tasks in this folder.
 
-Each task YAML names one of these functions with `custom_dataset: !function _local_data.<fn>`;
-lm-eval calls it (with the task's metadata and `dataset_kwargs` as keyword arguments) instead of
-`datasets.load_dataset`. Every loader reads the shared benchmark data in place, through
+Each task YAML names one of these functions with `custom_dataset: !function _local_data.<fn>` and
+lists its files in `dataset_kwargs: {data_files: {split: path}}`; lm-eval calls the function (with
+the task's metadata and `dataset_kwargs` as keyword arguments) instead of `datasets.load_dataset`. Every loader reads the shared benchmark data in place, through
 `llmtrunc.data.data_file` (honours $LLMTRUNC_DATA_DIR, defaults to ../shared/data beside the
 repository), and returns a `datasets.DatasetDict` with the split names the standard task uses.
 
@@ -23,11 +23,8 @@ from lm_eval.tasks.squadv2.task import SQuAD2
 
 from llmtrunc.data import data_file, read_jsonl
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.squad_v2 import METRICS as SQUAD_V2_METRICS
-from llmtrunc.squad_v2 import squad_v2_aggregate
-
-WIKITEXT_FILE = "wikitext2_raw/wiki.test.raw"
-
+from llmtrunc.llm.squad_v2 import METRICS as SQUAD_V2_METRICS
+from llmtrunc.llm.squad_v2 import squad_v2_aggregate
 
 def _read_jsonl(relative: str) -> list[dict]:
     path = data_file(relative)
@@ -46,43 +43,16 @@ def _splits(present: dict[str, list[dict]], absent: tuple[str, ...] = ()) -> dat
     return datasets.DatasetDict(out)
 
 
-# --------------------------------------------------------------------------- multiple choice / QA
+# --------------------------------------------------------------------------- JSON Lines splits
 
 
-def load_gsm8k(**_) -> datasets.DatasetDict:
-    """openai/gsm8k `main`: train (few-shot source) and test."""
-    return _splits({"train": _read_jsonl("gsm8k/train.jsonl"), "test": _read_jsonl("gsm8k/test.jsonl")})
+def load_local(data_files: dict[str, str], empty_splits: list[str] = (), **_) -> datasets.DatasetDict:
+    """The splits named in the task's `dataset_kwargs.data_files` (paths relative to the data
+    directory, JSON Lines in the Hub dataset's schema), plus `empty_splits` the shared data lacks.
 
-
-def load_mmlu(subject: str | None = None, **_) -> datasets.DatasetDict:
-    """cais/mmlu `<subject>`: test (evaluated) and dev (the 5 few-shot examples)."""
-    if not subject:
-        raise LLMTruncError("local mmlu task has no `subject` in its dataset_kwargs")
-    return _splits({"test": _read_jsonl(f"mmlu/{subject}/test.jsonl"), "dev": _read_jsonl(f"mmlu/{subject}/dev.jsonl")})
-
-
-def _load_arc(folder: str) -> datasets.DatasetDict:
-    return _splits({"test": _read_jsonl(f"{folder}/test.jsonl")}, absent=("train", "validation"))
-
-
-def load_arc_easy(**_) -> datasets.DatasetDict:
-    """allenai/ai2_arc `ARC-Easy`: test; train/validation are not in the shared data (empty)."""
-    return _load_arc("arc_easy")
-
-
-def load_arc_challenge(**_) -> datasets.DatasetDict:
-    """allenai/ai2_arc `ARC-Challenge`: test; train/validation are not in the shared data (empty)."""
-    return _load_arc("arc_challenge")
-
-
-def load_boolq(**_) -> datasets.DatasetDict:
-    """super_glue `boolq`: validation (evaluated); train is not in the shared data (empty)."""
-    return _splits({"validation": _read_jsonl("boolq/validation.jsonl")}, absent=("train",))
-
-
-def load_squadv2(**_) -> datasets.DatasetDict:
-    """squad_v2: validation (evaluated); train is not in the shared data (empty)."""
-    return _splits({"validation": _read_jsonl("squad_v2/validation.jsonl")}, absent=("train",))
+    The same `data_files` are what llmtrunc fingerprints into the cell key (llmtrunc.llm.tasks),
+    so an edited data file can never be served from an old result."""
+    return _splits({split: _read_jsonl(path) for split, path in data_files.items()}, absent=tuple(empty_splits))
 
 
 # --------------------------------------------------------------------------- wikitext
@@ -127,10 +97,10 @@ def wikitext_pages(lines: list[str]) -> list[str]:
     return pages
 
 
-def load_wikitext(**_) -> datasets.DatasetDict:
+def load_wikitext(data_files: dict[str, str], empty_splits: list[str] = (), **_) -> datasets.DatasetDict:
     """EleutherAI/wikitext_document_level `wikitext-2-raw-v1`: test pages rebuilt from the shared
     wiki.test.raw (one row per line, empty rows dropped); train/validation are empty."""
-    path = data_file(WIKITEXT_FILE)
+    path = data_file(data_files["test"])
     text = path.read_text(encoding="utf-8")
     rows = [line for line in text.split("\n") if line.strip()]
     if not rows:
@@ -138,7 +108,7 @@ def load_wikitext(**_) -> datasets.DatasetDict:
     # The builder reads f.read().split("\n"): a file ending in "\n" gives a final "" line.
     lines = restore_blank_lines(rows) + ([""] if text.endswith("\n") else [])
     pages = [{"page": page} for page in wikitext_pages(lines)]
-    return _splits({"test": pages}, absent=("train", "validation"))
+    return _splits({"test": pages}, absent=tuple(empty_splits))
 
 
 # --------------------------------------------------------------------------- squad v2 task class
@@ -152,8 +122,13 @@ class LocalSQuAD2(SQuAD2):
     `llmtrunc.squad_v2` instead of `evaluate.load("squad_v2")` from the Hub) are replaced.
     """
 
+    def __init__(self, config: dict | None = None):
+        # SQuAD2 replaces the YAML's config by its own: keep the YAML's data files before it does
+        self.local_kwargs = dict((config or {}).get("dataset_kwargs") or {})
+        super().__init__(config)
+
     def download(self, *args, **kwargs) -> None:
-        self.dataset = load_squadv2()
+        self.dataset = load_local(**self.local_kwargs)
 
     def aggregation(self):
         return {key: partial(squad_v2_aggregate, key) for key in SQUAD_V2_METRICS}

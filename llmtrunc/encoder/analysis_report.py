@@ -8,7 +8,7 @@
     simcse        metrics over training steps: STS-B dev Spearman, alignment, uniformity, IsoScore, Corr Mean,
                   and the random-50% retention beside them (the paper's figure)
 
-`build_report(results_dir, out) -> list[Path]` is what `llmtrunc report` calls for this track.
+`build_report(records, out) -> list[Path]` is what `llmtrunc report` calls for this track.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmtrunc.store import ResultsStore, atomic_write, recorded_commands
+from llmtrunc.plots import markdown_table, pyplot, save
+from llmtrunc.retention import retention
+from llmtrunc.store import atomic_write, recorded_commands
 
 TRACK = "encoder-analysis"
 
@@ -31,31 +33,8 @@ def analysis_records(records: pd.DataFrame) -> pd.DataFrame:
     if df.empty:
         return df
     # the latest run of each (model, task, analysis) wins when an analysis was recomputed
-    latest = df.sort_values("created").groupby(["model", "task", "analysis"])["run_id"].last()
+    latest = df.sort_values("time").groupby(["model", "task", "analysis"])["run_id"].last()
     return df[df["run_id"].isin(set(latest))]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _md(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "(no rows)\n"
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = []
-        for c in cols:
-            v = row[c]
-            cells.append("" if (isinstance(v, float) and np.isnan(v)) else (f"{v:.4f}" if isinstance(v, float) else str(v)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def _mean_std(values: pd.Series) -> str:
@@ -71,7 +50,7 @@ def outliers_table(df: pd.DataFrame) -> pd.DataFrame:
         out = score[score["condition"] == "outliers"]["value"]
         rnd = score[score["condition"] == "random"]["value"]
         rows.append({"model": model, "task": task, "metric": score["metric"].iloc[0], "n_outliers": int(info["value"]),
-                     "outlier_dims": ",".join(map(str, info["dims"])) if len(info["dims"]) else "-", "full": full,
+                     "outlier_dims": ",".join(map(str, info["dropped_indices"])) if len(info["dropped_indices"]) else "-", "full": full,
                      "outliers_removed": out.mean() if len(out) else np.nan, "random_same_n": _mean_std(rnd) if len(rnd) else "-"})
     return pd.DataFrame(rows)
 
@@ -118,20 +97,12 @@ def curves(df: pd.DataFrame, analysis: str) -> pd.DataFrame:
     g = sel[sel["condition"] != "full"].groupby(["model", "task", "metric", "condition", "k_percent"])["value"].agg(
         mean="mean", std=lambda v: float(np.std(v)), n="count").reset_index()
     g = g.join(full, on=["model", "task"])
-    g["retention"] = g["mean"] / g["full"]
+    g["retention"] = [retention(m, f) for m, f in zip(g["mean"], g["full"])]
     return g
 
 
-def _save(fig, path: Path, dpi: int = 130) -> Path:
-    """Lay out, write and close a figure (plots carry no timestamps, so reruns give the same files)."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi, metadata={"Software": None})
-    _plt().close(fig)
-    return path
-
-
 def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     pairs = list(dict.fromkeys(zip(c["model"], c["task"])))
     fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(4.6 * max(1, len(pairs)), 3.6), squeeze=False)
     for ax, (model, task) in zip(axes[0], pairs):
@@ -149,11 +120,12 @@ def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    save(fig, path)
+    return path
 
 
 def _attribution_figure(df: pd.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     sel = df[(df["analysis"] == "attribution") & df["metric"].str.startswith("delta_")]
     pairs = list(dict.fromkeys(zip(sel["model"], sel["task"])))
     fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(4.6 * max(1, len(pairs)), 3.6), squeeze=False)
@@ -167,11 +139,12 @@ def _attribution_figure(df: pd.DataFrame, path: Path) -> Path:
         ax.set_xlabel("dimensions, sorted by score change on removal")
         ax.set_ylabel(f"Δ {rows['metric'].iloc[0][len('delta_'):]} when removed alone")
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    save(fig, path)
+    return path
 
 
 def _bar_figure(table: pd.DataFrame, columns: list[str], title: str, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     cols = [c for c in columns if c in table]
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.4), squeeze=False)
     labels = [f"{r['task']}\n{r['embedding']}" if "embedding" in table else r["task"] for _, r in table.iterrows()]
@@ -181,11 +154,12 @@ def _bar_figure(table: pd.DataFrame, columns: list[str], title: str, path: Path)
         ax.set_title(col, fontsize=9)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    save(fig, path)
+    return path
 
 
 def _outlier_figure(table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for i, (_, row) in enumerate(table.iterrows()):
         g = df[(df["analysis"] == "outliers") & (df["model"] == row["model"]) & (df["task"] == row["task"]) & (df["metric"] == row["metric"])]
@@ -200,7 +174,8 @@ def _outlier_figure(table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
     ax.set_ylim(0, 1.1)
     ax.legend(fontsize=7)
     ax.set_title("Removing outlier dimensions vs random dimensions", fontsize=10)
-    return _save(fig, path)
+    save(fig, path)
+    return path
 
 
 SIMCSE_PANELS = [("stsb_dev_spearman", "STS-B dev Spearman"), ("alignment", "alignment (lower = closer)"),
@@ -220,7 +195,7 @@ def simcse_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _simcse_figure(table: pd.DataFrame, losses: pd.DataFrame, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(SIMCSE_PANELS) + 1, figsize=(3.0 * (len(SIMCSE_PANELS) + 1), 3.2), squeeze=False)
     for mode, rows in table.groupby("mode"):
         for ax, (metric, label) in zip(axes[0], SIMCSE_PANELS):
@@ -241,23 +216,20 @@ def _simcse_figure(table: pd.DataFrame, losses: pd.DataFrame, path: Path) -> Pat
     for a in axes[0]:
         a.legend(fontsize=6)
     fig.suptitle("SimCSE training: quality and anisotropy metrics beside the truncation retention", fontsize=10)
-    return _save(fig, path, dpi=120)
+    save(fig, path, dpi=120)
+    return path
 
 
-def build_report(results_dir: str | os.PathLike, out: str | os.PathLike, command_lines: list[str] | None = None) -> list[Path]:
-    from llmtrunc.errors import LLMTruncError
-
-    df = analysis_records(ResultsStore(results_dir).records())
-    if df.empty:
-        raise LLMTruncError(f"no encoder-analysis records in {results_dir}: run `llmtrunc encoder analyze` / `train-simcse` first")
+def build_report(records: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
+    df = analysis_records(records)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     sections: list[str] = ["# Encoder analyses: why random dimension removal hurts so little\n",
-                           f"Generated by `llmtrunc.encoder.analysis_report.build_report` from {len(df)} records "
-                           f"({df['run_id'].nunique()} runs). Versions: {df['versions'].iloc[0]}; git "
-                           f"{', '.join(sorted(set(df['git'].astype(str))))}.\n"]
-    command_lines = command_lines or recorded_commands(df)
+                           f"Generated by `llmtrunc report` from {len(df)} records ({df['run_id'].nunique()} runs, "
+                           "shipped in records.jsonl). Versions: "
+                           f"{df['versions'].iloc[0]}; git {', '.join(sorted(set(df['git_hash'].astype(str))))}.\n"]
+    command_lines = recorded_commands(df)
     if command_lines:
         sections += ["Commands:\n", "```\n" + "\n".join(command_lines) + "\n```\n"]
 
@@ -265,7 +237,7 @@ def build_report(results_dir: str | os.PathLike, out: str | os.PathLike, command
         path = out / f"{name}.csv"
         atomic_write(path, table.to_csv(index=False))
         written.append(path)
-        sections.extend([f"## {heading}\n", note + "\n", _md(table)])
+        sections.extend([f"## {heading}\n", note + "\n", markdown_table(table)])
         if figure is not None:
             written.append(figure)
             sections.append(f"![{figure.stem}]({figure.name})\n")

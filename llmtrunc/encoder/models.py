@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.registry import Registry
 
 SIMILARITIES = ("cosine", "dot")
 ROLES = ("query", "document", "symmetric")
@@ -73,27 +74,26 @@ class EncoderSpec:
 
 _E5_MISTRAL_QUERY = "Instruct: {instruction}\nQuery: "
 
-MODELS: dict[str, EncoderSpec] = {
-    spec.alias: spec
-    for spec in (
-        EncoderSpec("minilm", "sentence-transformers/all-MiniLM-L6-v2", "cosine", local_path=_offline_minilm),
-        EncoderSpec("mpnet", "sentence-transformers/all-mpnet-base-v2", "cosine"),
-        EncoderSpec("contriever", "nishimoto/contriever-sentencetransformer", "dot"),
-        EncoderSpec("e5-large", "intfloat/e5-large-v2", "cosine", "query: ", "passage: ", "query: "),
-        EncoderSpec(
-            "e5-mistral",
-            "intfloat/e5-mistral-7b-instruct",
-            "cosine",
-            _E5_MISTRAL_QUERY,
-            "",
-            _E5_MISTRAL_QUERY,
-            instructions=E5_MISTRAL_INSTRUCTIONS,
-            max_seq_length=512,
-        ),
-        EncoderSpec("paraphrase-minilm", "sentence-transformers/paraphrase-MiniLM-L3-v2", "cosine"),
-        EncoderSpec("sentence-t5", "sentence-transformers/sentence-t5-base", "cosine"),
-    )
-}
+MODELS: Registry[EncoderSpec] = Registry("model")
+for _spec in (
+    EncoderSpec("minilm", "sentence-transformers/all-MiniLM-L6-v2", "cosine", local_path=_offline_minilm),
+    EncoderSpec("mpnet", "sentence-transformers/all-mpnet-base-v2", "cosine"),
+    EncoderSpec("contriever", "nishimoto/contriever-sentencetransformer", "dot"),
+    EncoderSpec("e5-large", "intfloat/e5-large-v2", "cosine", "query: ", "passage: ", "query: "),
+    EncoderSpec(
+        "e5-mistral",
+        "intfloat/e5-mistral-7b-instruct",
+        "cosine",
+        _E5_MISTRAL_QUERY,
+        "",
+        _E5_MISTRAL_QUERY,
+        instructions=E5_MISTRAL_INSTRUCTIONS,
+        max_seq_length=512,
+    ),
+    EncoderSpec("paraphrase-minilm", "sentence-transformers/paraphrase-MiniLM-L3-v2", "cosine"),
+    EncoderSpec("sentence-t5", "sentence-transformers/sentence-t5-base", "cosine"),
+):
+    MODELS.register(_spec.alias, _spec)
 DEFAULT_MODEL = "minilm"
 
 
@@ -103,7 +103,7 @@ def resolve_model(name: str) -> EncoderSpec:
         raise LLMTruncError("empty --model")
     name = name.strip()
     if name in MODELS:
-        return MODELS[name]
+        return MODELS.get(name)
     for spec in MODELS.values():  # a hub id of a registered model keeps its metadata
         if spec.hub_id == name:
             return spec
@@ -231,12 +231,3 @@ def _resolve_hub_revision(hub_id: str, revision: str | None) -> str:
         return Path(path).name
     except Exception:
         return f"unresolved:{revision or 'main'}"
-
-
-def describe_models() -> list[dict]:
-    return [
-        {"alias": s.alias, "hub_id": s.hub_id, "similarity": s.similarity, "query_prompt": s.query_prompt,
-         "document_prompt": s.document_prompt, "symmetric_prompt": s.symmetric_prompt}
-        for s in MODELS.values()
-    ]
-

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from llmtrunc.encoder import truncate as trunc
-from llmtrunc.encoder.models import EncoderSpec, Encoder, resolve_model, similarity_matrix, similarity_pairwise
+from llmtrunc.encoder.models import DEFAULT_MODEL, Encoder, EncoderSpec, resolve_model, similarity_matrix, similarity_pairwise
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.spec import DropSpec, parse_drop
 
@@ -50,7 +50,7 @@ def _texts(inputs: Any) -> list[str]:
 class TruncatedEncoder:
     """Encode with a sentence-transformers model, then remove dimensions as a drop spec says."""
 
-    def __init__(self, model: str | Any = "minilm", drop: str | DropSpec = "none", *, revision: str | None = None,
+    def __init__(self, model: str | Any = DEFAULT_MODEL, drop: str | DropSpec = "none", *, revision: str | None = None,
                  device: str | None = None, batch_size: int = 32, pca_fit_texts: Iterable[str] | None = None, **_: Any):
         if isinstance(model, str):
             self.encoder = Encoder(resolve_model(model), device=device, revision=revision, batch_size=batch_size)
@@ -63,19 +63,15 @@ class TruncatedEncoder:
             self.encoder.model_id, self.encoder.source, self.encoder.revision = spec.hub_id, spec.hub_id, revision or "unknown"
         self.drop = parse_drop(drop) if isinstance(drop, str) else drop
         self._pca_fit_texts = list(pca_fit_texts) if pca_fit_texts is not None else None
-        self._variant: trunc.Variant | None = None
         self._pca: trunc.PCAProjector | None = None
         self._meta = None
 
-    @property
-    def variant(self) -> trunc.Variant:
-        if self._variant is None:
-            self._variant = trunc.resolve(self.drop, self.encoder.dim)
-            if self._variant.kind == "pca":
-                if not self._pca_fit_texts:
-                    raise LLMTruncError("pca:K needs pca_fit_texts (corpus or train texts, never queries or test texts)")
-                self._pca = trunc.PCAProjector(self.encoder.embed(self._pca_fit_texts, self.encoder.spec.prompt("document")))
-        return self._variant
+    def _fit_pca(self) -> trunc.PCAProjector | None:
+        if self.drop.kind == "pca" and self._pca is None:
+            if not self._pca_fit_texts:
+                raise LLMTruncError("pca:K needs pca_fit_texts (corpus or train texts, never queries or test texts)")
+            self._pca = trunc.PCAProjector(self.encoder.embed(self._pca_fit_texts, self.encoder.spec.prompt("document")))
+        return self._pca
 
     def encode(self, inputs: Any, *, task_metadata: Any = None, hf_split: str | None = None, hf_subset: str | None = None,
                prompt_type: Any = None, **kwargs: Any) -> np.ndarray:
@@ -88,7 +84,7 @@ class TruncatedEncoder:
 
         prompt = self.encoder.spec.prompt(role, MTEB_NAMES.get(task_name.lower(), task_name), "sts" if task_kind == "sts" else task_kind)
         embeddings = self.encoder.embed(_texts(inputs), prompt)
-        return trunc.apply(self.variant, embeddings, self._pca)
+        return trunc.apply(self.drop, embeddings, self._fit_pca())
 
     def similarity(self, embeddings1, embeddings2):
         return _as_tensor(similarity_matrix(_np(embeddings1), _np(embeddings2), self.encoder.spec.similarity))
@@ -111,7 +107,7 @@ class TruncatedEncoder:
             self._meta = ModelMeta.create_empty(overwrites={
                 "name": self.name,
                 "revision": self.encoder.revision,
-                "embed_dim": self.variant.n_keep,
+                "embed_dim": self.encoder.dim - self.drop.n_drop(self.encoder.dim),
                 "similarity_fn_name": ScoringFunction.COSINE if self.encoder.spec.similarity == "cosine" else ScoringFunction.DOT_PRODUCT,
                 "framework": ["Sentence Transformers"],
                 "modalities": ["text"],

@@ -24,13 +24,17 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from llmtrunc import provenance
 from llmtrunc.data import data_dir as find_data_dir
+from llmtrunc.encoder.models import DEFAULT_MODEL
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.record import Record, cell_key, settings_id
+from llmtrunc.runner import Cell, Computed
+from llmtrunc.spec import DropSpec, Mask
 
 TRACK = "encoder-analysis"
 TEMPERATURE = 0.05
@@ -78,7 +82,7 @@ def contrastive_loss(model, anchors: list[str], positives: list[str], negatives:
 @dataclass
 class SimCSEConfig:
     mode: str = "unsup"  # unsup | sup
-    model: str = "minilm"
+    model: str = DEFAULT_MODEL
     out_dir: str | None = None  # checkpoint folder (None = .cache/simcse/MODE, so the two modes never mix)
     steps: int = 200
     batch_size: int = 32
@@ -88,7 +92,6 @@ class SimCSEConfig:
     seed: int = 42
     n_train: int | None = None  # sentences / triplets used (None = all)
     data_dir: str | None = None
-    results_dir: str | None = None
     eval_seeds: list[int] = field(default_factory=lambda: list(range(5)))
     retrieval_limit: int = 30  # SciFact subset for the retrieval retention: queries
     retrieval_corpus: int = 300  # and corpus docs (relevant docs always kept)
@@ -180,8 +183,6 @@ class Tracker:
 
     def measure(self, model) -> dict[str, float]:
         from llmtrunc.encoder.analysis import metrics as M
-        from llmtrunc.encoder.analysis.attribution import drop_columns
-        from llmtrunc.encoder.analysis.run import random_dims
 
         if self.config.eval_max_seq_length:
             model.max_seq_length = self.config.eval_max_seq_length
@@ -199,9 +200,9 @@ class Tracker:
         dim = emb["sentences"].shape[1]
         sts_ret, ir_ret = [], []
         for seed in self.config.eval_seeds:
-            dims = random_dims(dim, dim // 2, seed)
-            sts_ret.append(sts.score({"sentences": drop_columns(emb["sentences"], dims)}, "cosine", emb)["cosine_spearman"] / out["stsb_dev_spearman"])
-            cut = {k: drop_columns(v, dims) for k, v in remb.items()}
+            mask = Mask.random(dim, dim // 2, seed)
+            sts_ret.append(sts.score({"sentences": mask.remove(emb["sentences"])}, "cosine", emb)["cosine_spearman"] / out["stsb_dev_spearman"])
+            cut = {k: mask.remove(v) for k, v in remb.items()}
             ir_ret.append(r.score(cut, "cosine", remb)["ndcg_at_10"] / out["scifact_ndcg_at_10"])
         out["sts_retention_random50"] = float(np.mean(sts_ret))
         out["sts_retention_random50_std"] = float(np.std(sts_ret))
@@ -210,38 +211,51 @@ class Tracker:
         return {k: float(v) for k, v in out.items()}
 
 
-def run(config: SimCSEConfig, log: Callable[[str], None] = print) -> list[dict]:
-    """Train, then measure the base model (step 0) and every checkpoint (reloaded), into the results store."""
+def simcse_cell(config: SimCSEConfig) -> Cell:
+    """The one runner cell of a training run: every setting that changes its numbers is in its key."""
+    from llmtrunc.encoder.models import resolve_model
+
+    settings = {k: v for k, v in asdict(config).items() if k not in ("data_dir", "device")}
+    settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE)
+    return Cell(cell_key(settings, DropSpec("none")), (resolve_model(config.model).alias, "simcse", config.mode),
+                ("simcse", config.mode), config)
+
+
+def compute(cells: list[Cell], log: Callable[[str], None] = print) -> Iterator[Computed]:
+    """Train, then measure the base model (step 0) and every checkpoint (reloaded from disk)."""
     from sentence_transformers import SentenceTransformer
 
-    from llmtrunc.encoder.evaluate import default_results_dir
-    from llmtrunc.store import ResultsStore, run_id
-
-    trained = train(config, log)
-    tracker = Tracker(config)
-    settings = {k: v for k, v in asdict(config).items() if k not in ("results_dir", "data_dir", "device")}
-    settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE)
-    rid = run_id(settings, trained["alias"], "simcse", config.mode)
-    base = {"track": TRACK, "analysis": f"simcse-{config.mode}", "run_id": rid, "model": trained["alias"], "base_source": trained["source"],
-            "task": "simcse", "mode": config.mode, "settings": settings, "n_train": trained["n_train"], "train_seconds": round(trained["seconds"], 1),
-            "versions": provenance.versions(), "git": provenance.git_hash(), "command": provenance.command(), "created": provenance.now()}
-    records = [dict(base, metric="train_loss", value=float(loss), step=int(step), condition="train") for step, loss in trained["losses"]]
-    states = [(0, None)] + checkpoints(config.out_dir)
-    for step, path in states:
-        t0 = time.perf_counter()
-        model = load_base(config.model, config.device, config.max_seq_length)[2] if path is None else SentenceTransformer(str(path), device=config.device)
-        values = tracker.measure(model)
-        for name, value in values.items():
-            records.append(dict(base, metric=name, value=value, step=step, condition="checkpoint", checkpoint=str(path) if path else "base"))
-        log(f"  step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items() if not k.endswith("_std")) + f" ({time.perf_counter() - t0:.0f}s)")
-    ResultsStore(config.results_dir or default_results_dir()).write_run(rid, records, {"settings.json": settings})
-    return records
+    for cell in cells:
+        config: SimCSEConfig = cell.payload
+        trained = train(config, log)
+        tracker = Tracker(config)
+        settings = {k: v for k, v in cell.key.items() if k not in ("drop", "at")}
+        base = {"common": {"track": TRACK, "run_id": cell.run_id, "model": trained["alias"], "model_id": trained["source"],
+                           "task": "simcse", "settings_id": settings_id(settings), **provenance.stamp()},
+                "extra": {"analysis": f"simcse-{config.mode}", "mode": config.mode, "settings": settings,
+                          "n_train": trained["n_train"], "train_seconds": round(trained["seconds"], 1)}}
+        record = lambda metric, value, **extra: Record(**base["common"], metric=metric, value=float(value),  # noqa: E731
+                                                       extra={**base["extra"], **extra})
+        records = [record("train_loss", loss, step=int(step), condition="train") for step, loss in trained["losses"]]
+        for step, path in [(0, None)] + checkpoints(config.out_dir):
+            t0 = time.perf_counter()
+            model = load_base(config.model, config.device, config.max_seq_length)[2] if path is None else \
+                SentenceTransformer(str(path), device=config.device)
+            values = tracker.measure(model)
+            records += [record(name, value, step=step, condition="checkpoint", checkpoint=str(path) if path else "base")
+                        for name, value in values.items()]
+            log(f"  step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items() if not k.endswith("_std"))
+                + f" ({time.perf_counter() - t0:.0f}s)")
+        yield cell, records, {"settings.json": settings}
 
 
 def register(sub) -> None:
+    from llmtrunc.commands.options import add_results_dir
+
     p = sub.add_parser("train-simcse", help="SimCSE training (unsup: wiki sentences; sup: SNLI) with metrics over checkpoints")
     p.add_argument("--mode", choices=("unsup", "sup"), default="unsup")
-    p.add_argument("--model", default="minilm", help="base model: minilm (offline), a hub id (bert-base-uncased, google-t5/t5-base) or folder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model: {DEFAULT_MODEL} (offline), a hub id "
+                   "(bert-base-uncased, google-t5/t5-base) or folder")
     p.add_argument("--out", help="checkpoint folder (default .cache/simcse/MODE)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=32)
@@ -255,12 +269,14 @@ def register(sub) -> None:
     p.add_argument("--retrieval-corpus", type=int, default=300)
     p.add_argument("--eval-max-seq-length", type=int, default=128)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--results-dir", default=None)
+    add_results_dir(p)
+    p.add_argument("--recompute", action="store_true", help="train again although the store has this run")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_train_simcse)
 
 
 def cmd_train_simcse(args) -> int:
+    from llmtrunc.commands.options import execute, results_store
     from llmtrunc.spec import parse_int_list
 
     for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
@@ -268,9 +284,10 @@ def cmd_train_simcse(args) -> int:
             raise LLMTruncError(f"--{flag.replace('_', '-')} must be positive")
     config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
                           max_seq_length=args.max_seq_length, learning_rate=args.lr, save_steps=args.save_steps, seed=args.seed,
-                          n_train=args.n_train, data_dir=args.data_dir, results_dir=args.results_dir,
+                          n_train=args.n_train, data_dir=args.data_dir,
                           eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"), retrieval_limit=args.retrieval_limit,
                           retrieval_corpus=args.retrieval_corpus, eval_max_seq_length=args.eval_max_seq_length, device=args.device)
-    records = run(config)
-    print(f"{len(records)} records; checkpoints under {config.out_dir}")
+    store = results_store(args)
+    run_ids = execute(args, [simcse_cell(config)], compute, store, recompute=args.recompute)
+    print(f"{len(store.all_records(run_ids))} records; checkpoints under {config.out_dir}")
     return 0

@@ -1,7 +1,7 @@
 """Apply drop specs (and PCA) to embedding matrices.
 
-Removing dimensions means slicing them away (equivalent to zeroing them for every similarity and for
-the linear classifier). Following the paper's code, nothing is re-normalised after slicing: cosine
+Removing dimensions means slicing them away (`llmtrunc.spec.Mask.remove`; equivalent to zeroing
+them for every similarity and for the linear classifier). Following the paper's code, nothing is re-normalised after slicing: cosine
 does so implicitly, dot-product models and the classifiers see the raw truncated vectors.
 
 `pca:K` keeps the top d - floor(K*d) principal components, the same size as the matching truncation.
@@ -13,63 +13,10 @@ only r components exist and the remaining coordinates are zero, which changes ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from fractions import Fraction
-
 import numpy as np
 
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.spec import DropSpec
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A drop spec resolved for one embedding size."""
-
-    spec: DropSpec
-    dim: int
-    dropped: tuple[int, ...] | None  # None for pca (a projection, not a set of indices)
-    n_keep: int
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def kind(self) -> str:
-        return self.spec.kind
-
-    @property
-    def ratio(self) -> float:
-        """The dropped share K as requested (0 for none; the realised share for indices)."""
-        if self.spec.ratio is not None:
-            return float(self.spec.ratio)
-        return (self.dim - self.n_keep) / self.dim
-
-    @property
-    def keep(self) -> np.ndarray:
-        if self.dropped is None:
-            raise LLMTruncError("pca variants have no kept indices")
-        mask = np.ones(self.dim, dtype=bool)
-        mask[list(self.dropped)] = False
-        return np.flatnonzero(mask)
-
-
-def resolve(spec: DropSpec, dim: int) -> Variant:
-    if spec.kind == "pca":
-        n_drop = spec.n_drop(dim)
-        return Variant(spec, dim, None, dim - n_drop)
-    dropped = spec.indices(dim)
-    return Variant(spec, dim, dropped, dim - len(dropped))
-
-
-def truncate(matrix: np.ndarray, variant: Variant) -> np.ndarray:
-    """The embedding matrix with the variant's dropped columns sliced away (not re-normalised)."""
-    if matrix.shape[1] != variant.dim:
-        raise LLMTruncError(f"embedding size {matrix.shape[1]} does not match the variant's {variant.dim}")
-    if not variant.dropped:
-        return matrix
-    return np.ascontiguousarray(matrix[:, variant.keep])
 
 
 class PCAProjector:
@@ -96,13 +43,12 @@ class PCAProjector:
         return projected.astype(np.float32)
 
 
-def apply(variant: Variant, matrix: np.ndarray, pca: PCAProjector | None = None) -> np.ndarray:
-    if variant.kind == "pca":
+def apply(spec: DropSpec, matrix: np.ndarray, pca: PCAProjector | None = None) -> np.ndarray:
+    """`matrix` under `spec`: dropped columns sliced away (`Mask.remove`), or the PCA projection to the
+    same size (d - floor(K*d) components)."""
+    dim = matrix.shape[1]
+    if spec.kind == "pca":
         if pca is None:
             raise LLMTruncError("pca variant needs a fitted PCAProjector")
-        return pca.transform(matrix, variant.n_keep)
-    return truncate(matrix, variant)
-
-
-def k_percent(spec: DropSpec) -> float | None:
-    return None if spec.ratio is None else float(Fraction(spec.ratio) * 100)
+        return pca.transform(matrix, dim - spec.n_drop(dim))
+    return spec.mask(dim).remove(matrix)

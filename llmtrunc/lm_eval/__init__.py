@@ -12,14 +12,14 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
-    import llmtrunc.hf_trunc  # noqa: F401  (registers hf-trunc)
+    import llmtrunc.llm.hf_trunc  # noqa: F401  (registers hf-trunc)
     from lm_eval.__main__ import cli_evaluate
 
-    from llmtrunc.tasks import TASKS_DIR
+    from llmtrunc.llm.tasks import tasks_dir
 
     args = list(sys.argv[1:] if argv is None else argv)
     given = any(a == "--include_path" or a.startswith("--include_path=") for a in args)
     if args and not given and not {"-h", "--help"} & set(args):
-        args += ["--include_path", str(TASKS_DIR)]
+        args += ["--include_path", str(tasks_dir())]
     sys.argv = [sys.argv[0], *args]
     cli_evaluate()

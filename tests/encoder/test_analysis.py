@@ -7,6 +7,7 @@ from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
 from llmtrunc.encoder.tasks.retrieval import RetrievalTask
 from llmtrunc.encoder.tasks.sts import STSTask
+from llmtrunc.spec import Mask
 
 
 def test_uniformity_and_alignment_by_hand():
@@ -74,7 +75,7 @@ def test_vectorised_attribution_equals_naive_loop_minilm(minilm, data_dir, tmp_p
     from llmtrunc.encoder.tasks import Limits, resolve_task
 
     task = resolve_task("scifact", data_dir, Limits(limit=12, max_corpus=80))
-    e = encode_sets(minilm, task, EmbeddingCache(tmp_path / "cache"), False, task.name)
+    e = encode_sets(minilm, task, EmbeddingCache(tmp_path / "cache"), False)
     base, scores = attr.RetrievalAttribution(e["queries"], e["corpus"], task.query_ids, task.doc_ids, task.qrels).run()
     assert base == pytest.approx(task.score(e, "cosine", e)["ndcg_at_10"], abs=1e-12)
     dims = list(range(0, 384, 7))  # the naive loop on a subset of the dims
@@ -89,7 +90,7 @@ def test_sts_attribution_equals_naive():
     base, scores = attr.sts_attribution(emb, task.left, task.right, task.gold)
     assert base == pytest.approx(task.score({"sentences": emb}, "cosine", None)["cosine_spearman"])
     for j in range(12):
-        dropped = attr.drop_columns(emb, [j])
+        dropped = Mask(12, (j,)).remove(emb)
         assert scores[j] == pytest.approx(task.score({"sentences": dropped}, "cosine", None)["cosine_spearman"], abs=1e-10)
 
 
@@ -104,23 +105,32 @@ def test_selection_helpers():
 
 
 def test_analyze_end_to_end_and_report(minilm, data_dir, tmp_path):
-    from llmtrunc.encoder.analysis.run import AnalyzeConfig, run_analyses
+    from rich.console import Console
+
+    from llmtrunc.encoder.analysis.run import AnalysisCompute, AnalyzeConfig, analysis_cells
     from llmtrunc.encoder.analysis_report import build_report
     from llmtrunc.encoder.tasks import Limits
+    from llmtrunc.runner import Runner
     from llmtrunc.store import ResultsStore
 
     config = AnalyzeConfig(tasks=["scifact", "banking77"], ks=[50], seeds=[0, 1], data_dir=str(data_dir), cache_dir=str(tmp_path / "c"),
-                           results_dir=str(tmp_path / "r"), limits=Limits(limit=40, max_corpus=60, max_train=160), attr_experiments=1,
-                           encoder=minilm)
-    records = run_analyses(config, log=lambda _: None)
-    df = ResultsStore(tmp_path / "r").records()
+                           limits=Limits(limit=40, max_corpus=60, max_train=160), attr_experiments=1, encoder=minilm)
+    encoder, tasks, cache = config.load()
+    store = ResultsStore(tmp_path / "r")
+    runner = Runner(store, Console(quiet=True))
+    cells = analysis_cells(encoder, tasks, config)
+    runner.run(cells, AnalysisCompute(encoder, cache, config, log=lambda _: None))
+    assert runner.computed == 8 and runner.reused == 0
+    df = store.records()
     assert set(df["analysis"]) == {"outliers", "anisotropy", "attribution", "attribution-selection", "pca"}
     iso = df[(df["metric"].isin(["isoscore", "isoscore_package"])) & (df["condition"] == "full")]
     assert iso.groupby("task")["value"].agg(lambda v: v.max() - v.min()).max() < 1e-6
     deltas = df[(df["task"] == "scifact") & df["metric"].str.startswith("delta_")]
-    assert len(deltas) == 384 and deltas["revision"].iloc[0].startswith("local-") and "git" in deltas
-    again = run_analyses(config, log=lambda _: None)  # every run reused from the store
-    assert len(again) == len(records)
-    written = build_report(tmp_path / "r", tmp_path / "rep")
+    assert len(deltas) == 384 and deltas["revision"].iloc[0].startswith("local-") and deltas["git_hash"].iloc[0]
+    randoms = df[(df["analysis"] == "pca") & (df["condition"] == "random")]
+    assert set(randoms["drop_kind"]) == {"random"} and set(randoms["seed"]) == {0, 1}  # common drop columns
+    runner.run(cells, AnalysisCompute(encoder, cache, config, log=lambda _: None))  # every cell reused
+    assert runner.computed == 8 and runner.reused == 8
+    written = build_report(df, tmp_path / "rep")
     names = {p.name for p in written}
     assert {"README.md", "attribution.png", "pca_vs_random.csv", "anisotropy.csv", "outliers.png"} <= names

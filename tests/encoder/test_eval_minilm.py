@@ -8,21 +8,44 @@ import shutil
 import numpy as np
 import pytest
 
+from dataclasses import dataclass
+
+from rich.console import Console
+
 from llmtrunc.encoder.cache import CacheKey, EmbeddingCache
-from llmtrunc.encoder.evaluate import EvalConfig, grid_specs, run_eval
+from llmtrunc.encoder.evaluate import EncoderCompute, EncoderRunConfig, encoder_cells
 from llmtrunc.encoder.models import Encoder, EncoderSpec
 from llmtrunc.encoder.tasks import Limits
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.spec import parse_drop
+from llmtrunc.runner import Runner
+from llmtrunc.spec import expand_grid, parse_drop, parse_k_list
 from llmtrunc.store import ResultsStore
 
 SMALL = Limits(limit=4, max_corpus=20, max_train=40)
 
 
-def _run(minilm, tmp_path, tasks, specs, results="results", cache="cache", limits=SMALL, data_dir=None, **kw):
-    config = EvalConfig(tasks=tasks, specs=specs, data_dir=data_dir, cache_dir=str(tmp_path / cache),
-                        results_dir=str(tmp_path / results), limits=limits, encoder=minilm, **kw)
-    return run_eval(config, log=lambda _: None)
+@dataclass
+class Outcome:
+    records: list
+    written_runs: int
+    reused_runs: int
+    encoded_texts: int
+    cache_hits: int
+    cache_misses: int
+
+
+def _run(minilm, tmp_path, tasks, specs, results="results", cache="cache", limits=SMALL, data_dir=None):
+    """What `llmtrunc encoder eval` does: cells -> the one runner -> the store; with its counters."""
+    config = EncoderRunConfig(tasks=tasks, data_dir=data_dir, cache_dir=str(tmp_path / cache), limits=limits,
+                              encoder=minilm)
+    encoder, task_list, embedding_cache = config.load()
+    before = encoder.n_encoded
+    store = ResultsStore(tmp_path / results)
+    runner = Runner(store, Console(quiet=True))
+    run_ids = runner.run(encoder_cells(encoder, task_list, specs), EncoderCompute(encoder, embedding_cache, limits, log=lambda _: None))
+    records = [r.to_json() for r in store.all_records(run_ids)]
+    return Outcome(records, runner.computed, runner.reused, encoder.n_encoded - before, embedding_cache.hits,
+                   embedding_cache.misses)
 
 
 def _main(records):
@@ -30,7 +53,7 @@ def _main(records):
 
 
 def test_grid_cache_hit_and_store_reuse(minilm, tmp_path, data_dir):
-    specs = grid_specs(["last:50%", "random:50%", "pca:50%", "none"], None, [0, 1])
+    specs = expand_grid(["last:50%", "random:50%", "pca:50%", "none"], None, [0, 1])
     tasks = ["scifact", "banking77", "stsb"]
     first = _run(minilm, tmp_path, tasks, specs, data_dir=data_dir)
     assert first.encoded_texts > 0 and first.cache_hits == 0 and first.written_runs == 3 * 5
@@ -43,10 +66,10 @@ def test_grid_cache_hit_and_store_reuse(minilm, tmp_path, data_dir):
     assert third.reused_runs == 15 and third.written_runs == 0 and third.cache_hits == 0
     records = ResultsStore(tmp_path / "results").records()
     last = records[(records["drop"] == "last:50%") & (records["task"] == "scifact") & records["main"]].iloc[0]
-    assert list(last["dropped"]) == list(range(192, 384)) and last["keep_dims"] == 192
+    assert list(last["dropped_indices"]) == list(range(192, 384)) and last["keep_dims"] == 192 and last["dim"] == 384
     assert last["model_id"] == "sentence-transformers/all-MiniLM-L6-v2" and last["revision"].startswith("local-")
     assert "sentence-transformers" in last["versions"] and last["metric"] == "ndcg_at_10"
-    seeds = records[(records["family"] == "random:50%") & (records["task"] == "stsb") & records["main"]]
+    seeds = records[(records["drop_family"] == "random:50%") & (records["task"] == "stsb") & records["main"]]
     assert sorted(seeds["seed"]) == [0, 1]
     full = _main(first.records)
     assert full[("scifact", "none")] > 0.5 and full[("stsb", "none")] > 0.5
@@ -71,13 +94,13 @@ def _write_beir(folder, data_dir, n_queries=3, n_docs=12):
 def test_data_change_invalidates_cache_and_cells(minilm, tmp_path, data_dir):
     folder = tmp_path / "mybeir"
     docs = _write_beir(folder, data_dir)
-    specs = [parse_drop("last:50%")]
+    specs = [parse_drop("none"), parse_drop("last:50%")]
     first = _run(minilm, tmp_path, [str(folder)], specs, limits=Limits())
     assert first.encoded_texts == len(docs) + 3 and first.records[0]["task_kind"] == "retrieval"
     docs[-1]["text"] += " (edited)"
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
     second = _run(minilm, tmp_path, [str(folder)], specs, limits=Limits())
-    assert second.written_runs == 1 and second.reused_runs == 0  # new data, new cell
+    assert second.written_runs == 2 and second.reused_runs == 0  # new data, new cells
     assert second.encoded_texts == len(docs)  # corpus re-encoded, queries from the cache
     assert second.cache_hits == 1 and second.cache_misses == 1
 
@@ -139,8 +162,11 @@ def test_cli_folder_classification_and_errors(tmp_path, data_dir, capsys):
     base = ["encoder", "eval", "--results-dir", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")]
     args = parser.parse_args(base + ["--tasks", str(folder), "--drop", "last,random", "--k", "0,50", "--seeds", "0,1", "--json"])
     assert args.func(args) == 0
-    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith("{")]
-    assert {l["drop"] for l in lines} == {"last:0%", "last:50%", "random:0%@0", "random:0%@1", "random:50%@0", "random:50%@1"}
+    out = capsys.readouterr().out
+    lines = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
+    assert {l["drop"] for l in lines} == {"none", "last:0%", "last:50%", "random:0%@0", "random:0%@1", "random:50%@0",
+                                          "random:50%@1"}
+    assert "retention" in out and "random:50%" in out  # the score + retention table, as in the LLM track
     assert all(l["metric"] == "accuracy" and 0 <= l["value"] <= 1 for l in lines)
     for bad in (["--model", "no-such-model"], ["--tasks", "nfcorpus"], ["--drop", "middle:50%"], ["--k", "0,10,...,95"],
                 ["--tasks", "scifact", "--data-dir", str(tmp_path / "nowhere")]):
@@ -152,9 +178,9 @@ def test_cli_folder_classification_and_errors(tmp_path, data_dir, capsys):
 def test_report_from_store(minilm, tmp_path, data_dir):
     from llmtrunc.encoder.report import build_report
 
-    specs = grid_specs(["first", "last", "random", "pca"], [0, 50], [0, 1])
+    specs = expand_grid(["first", "last", "random", "pca"], parse_k_list("0,50"), [0, 1])
     _run(minilm, tmp_path, ["stsb"], specs, data_dir=data_dir)
-    written = build_report(tmp_path / "results", tmp_path / "rep")
+    written = build_report(ResultsStore(tmp_path / "results").records(), tmp_path / "rep")
     names = {p.name for p in written}
     assert {"README.md", "summary.csv", "table_k50.csv", "retention_minilm.png"} <= names
     text = (tmp_path / "rep" / "README.md").read_text()

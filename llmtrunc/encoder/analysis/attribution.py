@@ -28,7 +28,6 @@ proxy of the full protocol; the degrading/improving selection is then re-scored 
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -36,14 +35,7 @@ from scipy.stats import rankdata
 
 from llmtrunc.encoder.models import similarity_matrix
 from llmtrunc.encoder.tasks.retrieval import ir_metrics
-
-
-def drop_columns(x: np.ndarray, dropped: Sequence[int]) -> np.ndarray:
-    if len(dropped) == 0:
-        return x
-    keep = np.ones(x.shape[1], dtype=bool)
-    keep[list(dropped)] = False
-    return np.ascontiguousarray(x[:, keep])
+from llmtrunc.spec import Mask
 
 
 class RetrievalAttribution:
@@ -166,7 +158,8 @@ class RetrievalAttribution:
 
 def naive_retrieval_ndcg(task, queries: np.ndarray, corpus: np.ndarray, dropped: Sequence[int] = ()) -> float:
     """nDCG@10 exactly as the encoder track scores it (cosine, top-100 run, pytrec_eval), with `dropped` removed."""
-    scores = similarity_matrix(drop_columns(queries, dropped), drop_columns(corpus, dropped), "cosine")
+    mask = Mask.of(queries.shape[1], dropped)
+    scores = similarity_matrix(mask.remove(queries), mask.remove(corpus), "cosine")
     return ir_metrics(task.qrels, task.run_from_scores(scores))["ndcg_at_10"]
 
 
@@ -212,7 +205,3 @@ def ranked_selection(delta: np.ndarray, which: str, n: int) -> list[int]:
     """The n most degrading (largest delta first) or most improving (smallest delta first) dimensions."""
     order = np.argsort(-delta, kind="stable") if which == "degrading" else np.argsort(delta, kind="stable")
     return sorted(int(j) for j in order[:n])
-
-
-def n_drop(dim: int, k_percent: float) -> int:
-    return int(math.floor(dim * k_percent / 100 + 1e-9))

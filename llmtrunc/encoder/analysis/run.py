@@ -24,21 +24,21 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from fractions import Fraction
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from llmtrunc import provenance
-from llmtrunc.encoder import truncate as trunc
 from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
 from llmtrunc.encoder.cache import EmbeddingCache
-from llmtrunc.encoder.evaluate import EncoderRunConfig, default_results_dir, encode_sets, score_variants
-from llmtrunc.encoder.models import Encoder, resolve_model
-from llmtrunc.encoder.tasks import Limits, Task, resolve_task
-from llmtrunc.errors import LLMTruncError
-from llmtrunc.spec import DropSpec, parse_drop
-from llmtrunc.store import ResultsStore, run_id
+from llmtrunc.encoder.evaluate import EncoderRunConfig, encode_sets, score_specs, task_settings
+from llmtrunc.encoder.models import Encoder
+from llmtrunc.encoder.tasks import Limits, Task
+from llmtrunc.record import Record, cell_key, settings_id
+from llmtrunc.runner import Cell, Computed
+from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 TRACK = "encoder-analysis"
 ANALYSES = ("outliers", "anisotropy", "attribution", "pca")
@@ -53,9 +53,14 @@ class AnalyzeConfig(EncoderRunConfig):
     max_rows: int = 5000
 
 
+def n_drop(dim: int, k_percent: int) -> int:
+    """floor(K% of dim), exactly as a first/last/random:K% spec counts it."""
+    return DropSpec("random", Fraction(k_percent, 100), 0).n_drop(dim)
+
+
 def random_dims(dim: int, n: int, seed: int) -> tuple[int, ...]:
-    """n random dims as the encoder track draws them (random:K@seed uses the same permutation)."""
-    return tuple(sorted(int(j) for j in np.random.default_rng(seed).permutation(dim)[:n]))
+    """n random dims, the same draw as random:K@seed (llmtrunc.spec.Mask.random)."""
+    return Mask.random(dim, n, seed).dropped
 
 
 class Context:
@@ -66,26 +71,44 @@ class Context:
         self.evaluated = {k: v for k, v in embeddings.items() if k not in task.fit_only_sets}
         self.dim = next(iter(embeddings.values())).shape[1]
         self.similarity = encoder.spec.similarity
-        self.fingerprint = task.fingerprint()
+        self.settings = task_settings(encoder, task, TRACK)
 
     def score(self, dropped: Sequence[int] = (), task: Task | None = None) -> float:
         task = task or self.task
-        sets = {k: attr.drop_columns(m, dropped) for k, m in self.evaluated.items()}
+        mask = Mask.of(self.dim, dropped)
+        sets = {k: mask.remove(m) for k, m in self.evaluated.items()}
         return float(task.score(sets, self.similarity, self.evaluated)[task.main_metric])
 
-    def base_record(self, analysis: str, rid: str) -> dict:
+    def base_record(self, analysis: str, cell: Cell) -> dict:
         e, t = self.encoder, self.task
-        return {"track": TRACK, "analysis": analysis, "run_id": rid, "model": e.spec.alias, "model_id": e.model_id,
-                "revision": e.revision, "similarity": self.similarity, "task": t.name, "task_kind": t.kind, "split": t.split,
-                "n_eval": t.n_eval(), "data": self.fingerprint, "limits": self.limits.as_dict(), "dim": self.dim,
-                "versions": provenance.versions(), "git": provenance.git_hash(), "command": provenance.command(), "created": provenance.now()}
+        common = {"track": TRACK, "run_id": cell.run_id, "model": e.spec.alias, "model_id": e.model_id,
+                  "revision": e.revision, "task": t.name, "settings_id": settings_id(self.settings), "dim": self.dim,
+                  "limit": self.limits.limit, **provenance.stamp()}
+        extra = {"analysis": analysis, "similarity": self.similarity, "task_kind": t.kind, "split": t.split,
+                 "n_eval": t.n_eval(), "data": self.settings["data"], "limits": self.limits.as_dict()}
+        return {"common": common, "extra": extra}
 
 
-def _rec(base: dict, metric: str, value: float, condition: str, **extra) -> dict:
-    return dict(base, metric=metric, value=float(value), condition=condition, **extra)
+_COMMON = {"dims": "dropped_indices", "seed": "seed", "n_dropped": "n_dropped", "main": "main", "seconds": "seconds"}
 
 
-def analyse_outliers(ctx: Context, config: AnalyzeConfig, base: dict) -> list[dict]:
+def _rec(base: dict, metric: str, value: float, condition: str, **fields) -> Record:
+    """One analysis record; `dims`, `seed`, `n_dropped`, `main`, `seconds` and `drop` (a spec, expanded
+    into the drop columns) are common fields, the rest extra."""
+    common, extra = dict(base["common"]), dict(base["extra"], condition=condition)
+    for key, item in fields.items():
+        if key == "drop":
+            spec = parse_drop(item)
+            common.update(drop=spec.name, drop_family=spec.family, drop_kind=spec.kind,
+                          drop_ratio=None if spec.ratio is None else float(spec.ratio))
+        elif key in _COMMON:
+            common[_COMMON[key]] = list(item) if key == "dims" else item
+        else:
+            extra[key] = item
+    return Record(**common, metric=metric, value=float(value), extra=extra)
+
+
+def analyse_outliers(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]:
     fit = ctx.embeddings[ctx.task.fit_set]
     outliers = M.outlier_dimensions(fit)
     mean = fit.astype(np.float64).mean(axis=0)
@@ -141,7 +164,7 @@ def anisotropy_metrics(points: np.ndarray, x: np.ndarray, y: np.ndarray, max_row
             "corr_mean": M.corr_mean(sample)}
 
 
-def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[dict]:
+def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]:
     points = cloud(ctx)
     x, y, what = positive_pairs(ctx, config.max_rows)
     metric = ctx.task.main_metric
@@ -153,10 +176,10 @@ def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[
     for name, value in full_metrics.items():
         records.append(_rec(base, name, value, "full", k_percent=0, n_dropped=0, **extra))
     records.append(_rec(base, metric, full_score, "full", k_percent=0, n_dropped=0))
-    n = attr.n_drop(ctx.dim, 50)
+    n = n_drop(ctx.dim, 50)
     for seed in config.seeds:
         dims = random_dims(ctx.dim, n, seed)
-        keep = lambda m: attr.drop_columns(m, dims)  # noqa: E731
+        keep = Mask(ctx.dim, dims).remove
         for name, value in anisotropy_metrics(keep(points), keep(x), keep(y), config.max_rows).items():
             records.append(_rec(base, name, value, "random", k_percent=50, n_dropped=n, seed=seed, **extra))
         score = ctx.score(dims)
@@ -183,14 +206,14 @@ def attribution_deltas(ctx: Context, config: AnalyzeConfig, log: Callable[[str],
     return base, scores, "naive loop (full task.score per dimension)"
 
 
-def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Callable[[str], None]) -> list[dict]:
+def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Callable[[str], None]) -> list[Record]:
     t0 = time.perf_counter()
     attr_base, scores, method = attribution_deltas(ctx, config, log)
     seconds = time.perf_counter() - t0
     delta = scores - attr_base
     sets = attr.split_sets(delta)
     metric = ctx.task.main_metric
-    b = dict(base, method=method)
+    b = {"common": base["common"], "extra": {**base["extra"], "method": method}}
     records = [_rec(b, f"delta_{metric}", delta[j], "single", dim_index=int(j), score=float(scores[j]), n_dropped=1) for j in range(ctx.dim)]
     records += [_rec(b, "attribution_base", attr_base, "full", seconds=round(seconds, 4)),
                 _rec(b, "n_degrading", len(sets["degrading"]), "degrading", dims=sets["degrading"].tolist()),
@@ -199,7 +222,7 @@ def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Ca
     full = ctx.score()
     records.append(_rec(b, metric, full, "full", k_percent=0, n_dropped=0, analysis="attribution-selection"))
     for k in config.ks:
-        n = attr.n_drop(ctx.dim, k)
+        n = n_drop(ctx.dim, k)
         for which in ("degrading", "improving"):
             dims = attr.ranked_selection(delta, which, n)
             records.append(_rec(b, metric, ctx.score(dims), which, k_percent=k, n_dropped=n, dims=dims, analysis="attribution-selection",
@@ -210,63 +233,67 @@ def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Ca
     return records
 
 
-def analyse_pca(ctx: Context, config: AnalyzeConfig, base: dict) -> list[dict]:
+def analyse_pca(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]:
     specs: list[DropSpec] = [parse_drop("none")]
     for k in config.ks:
         specs.append(parse_drop(f"pca:{k}%"))
         specs.extend(parse_drop(f"random:{k}%").with_seed(s) for s in config.seeds)
-    variants = [trunc.resolve(s, ctx.dim) for s in specs]
-    pca = trunc.PCAProjector(ctx.embeddings[ctx.task.fit_set])
+    from llmtrunc.encoder.truncate import PCAProjector
+
+    pca = PCAProjector(ctx.embeddings[ctx.task.fit_set])
     explained = pca.explained_variance / pca.explained_variance.sum()
     records = []
-    for variant, metrics in score_variants(ctx.task, ctx.embeddings, ctx.similarity, variants):
-        condition = "full" if variant.kind == "none" else variant.kind
-        extra = {"k_percent": round(variant.ratio * 100, 6), "n_dropped": ctx.dim - variant.n_keep, "seed": variant.spec.seed, "drop": variant.name}
-        if variant.kind == "pca":
-            extra["explained_variance_kept"] = float(explained[: variant.n_keep].sum())
+    for spec, metrics in score_specs(ctx.task, ctx.embeddings, ctx.similarity, specs):
+        condition = "full" if spec.kind == "none" else spec.kind
+        n = spec.n_drop(ctx.dim)
+        extra = {"k_percent": 0 if spec.ratio is None else float(spec.ratio) * 100, "n_dropped": n, "seed": spec.seed,
+                 "drop": spec.name}
+        if spec.kind == "pca":
+            extra["explained_variance_kept"] = float(explained[: ctx.dim - n].sum())
         for name, value in metrics.items():
             records.append(_rec(base, name, value, condition, main=name == ctx.task.main_metric, **extra))
     return records
 
 
-def run_analyses(config: AnalyzeConfig, log: Callable[[str], None] = print) -> list[dict]:
-    unknown = [a for a in config.analyses if a not in ANALYSES]
-    if unknown or not config.analyses:
-        raise LLMTruncError(f"unknown analysis {unknown or config.analyses}: use {', '.join(ANALYSES)}")
-    if config.encoder is not None:
-        encoder = config.encoder
-    else:
-        encoder = Encoder(resolve_model(config.model), device=config.device, revision=config.revision, batch_size=config.batch_size)
-    cache = EmbeddingCache(config.cache_dir, enabled=config.use_cache)
-    store = ResultsStore(config.results_dir or default_results_dir())
-    tasks = [resolve_task(name, config.data_dir, config.limits) for name in config.tasks]
-    all_records: list[dict] = []
+def analysis_settings(config: AnalyzeConfig, analysis: str) -> dict:
+    """The settings of one analysis that change its numbers."""
+    return {"analysis": analysis, "ks": config.ks if analysis in ("attribution", "pca") else None, "seeds": config.seeds,
+            "attr_experiments": config.attr_experiments if analysis == "attribution" else None,
+            "max_rows": config.max_rows}
+
+
+def analysis_cells(encoder: Encoder, tasks: list[Task], config: AnalyzeConfig) -> list[Cell]:
+    """One cell per (task, analysis); the cells of a task share its embeddings."""
+    cells = []
     for task in tasks:
-        needs_fit = "pca" in config.analyses or ("outliers" in config.analyses and task.fit_set in task.fit_only_sets)
-        t0 = time.perf_counter()
-        embeddings = encode_sets(encoder, task, cache, needs_fit, task.name)
-        ctx = Context(encoder, task, embeddings, config.limits)
-        log(f"{encoder.spec.alias} {task.name}: embeddings ready in {time.perf_counter() - t0:.1f}s (dim {ctx.dim})")
+        settings = task_settings(encoder, task, TRACK)
         for analysis in config.analyses:
-            settings = {"track": TRACK, "analysis": analysis, "model": encoder.model_id, "revision": encoder.revision, "task": task.name,
-                        "data": ctx.fingerprint, "ks": config.ks if analysis in ("attribution", "pca") else None, "seeds": config.seeds,
-                        "attr_experiments": config.attr_experiments if analysis == "attribution" else None, "max_rows": config.max_rows}
-            rid = run_id(settings, encoder.spec.alias, task.name, analysis)
-            if store.has_run(rid) and not config.recompute:
-                all_records.extend(store.run_records(rid))
-                log(f"  {analysis}: already in {store.root} ({rid})")
-                continue
-            t1 = time.perf_counter()
-            base = ctx.base_record(analysis, rid)
+            key = cell_key({**settings, **analysis_settings(config, analysis)}, DropSpec("none"))
+            cells.append(Cell(key, (encoder.spec.alias, task.name, analysis), (encoder.spec.alias, task.name), (task, analysis)))
+    return cells
+
+
+class AnalysisCompute:
+    """The runner's compute function for analysis cells: embeddings once per task, then each analysis."""
+
+    def __init__(self, encoder: Encoder, cache: EmbeddingCache, config: AnalyzeConfig, log: Callable[[str], None] = print):
+        self.encoder, self.cache, self.config, self.log = encoder, cache, config, log
+
+    def __call__(self, cells: list[Cell]) -> Iterator[Computed]:
+        task: Task = cells[0].payload[0]
+        analyses = [c.payload[1] for c in cells]
+        needs_fit = "pca" in analyses or ("outliers" in analyses and task.fit_set in task.fit_only_sets)
+        start = time.perf_counter()
+        ctx = Context(self.encoder, task, encode_sets(self.encoder, task, self.cache, needs_fit), self.config.limits)
+        self.log(f"{self.encoder.spec.alias} {task.name}: embeddings ready in {time.perf_counter() - start:.1f}s (dim {ctx.dim})")
+        for cell, analysis in zip(cells, analyses):
+            base = ctx.base_record(analysis, cell)
             if analysis == "outliers":
-                records = analyse_outliers(ctx, config, base)
+                records = analyse_outliers(ctx, self.config, base)
             elif analysis == "anisotropy":
-                records = analyse_anisotropy(ctx, config, base)
+                records = analyse_anisotropy(ctx, self.config, base)
             elif analysis == "attribution":
-                records = analyse_attribution(ctx, config, base, log)
+                records = analyse_attribution(ctx, self.config, base, self.log)
             else:
-                records = analyse_pca(ctx, config, base)
-            store.write_run(rid, records, {"settings.json": settings})
-            all_records.extend(records)
-            log(f"  {analysis}: {len(records)} records in {time.perf_counter() - t1:.1f}s -> {rid}")
-    return all_records
+                records = analyse_pca(ctx, self.config, base)
+            yield cell, records, {"settings.json": cell.key}

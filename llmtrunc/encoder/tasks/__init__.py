@@ -8,6 +8,7 @@ of text,label -> classification; test.jsonl of sentence1,sentence2,score -> STS.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmtrunc.data import data_dir as find_data_dir
@@ -16,26 +17,34 @@ from llmtrunc.encoder.tasks.classification import ClassificationTask, is_classif
 from llmtrunc.encoder.tasks.retrieval import RetrievalTask, is_beir_folder
 from llmtrunc.encoder.tasks.sts import STSTask, read_jsonl_pairs, read_senteval_year, read_sick, read_stsb
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.registry import Registry
 
-__all__ = ["Limits", "Task", "TextSet", "TASKS", "MTEB_NAMES", "resolve_task", "task_names"]
+__all__ = ["Limits", "Task", "TextSet", "TASKS", "TaskMetadata", "MTEB_NAMES", "resolve_task"]
 
 STS_YEARS = {"sts12": "STS12-en-test", "sts13": "STS13-en-test", "sts14": "STS14-en-test", "sts15": "STS15-en-test", "sts16": "STS16-en-test"}
 
-# name -> (kind, MTEB task name)
-TASKS = {
-    "scifact": ("retrieval", "SciFact"),
-    "banking77": ("classification", "Banking77Classification"),
-    "tweet_sentiment_extraction": ("classification", "TweetSentimentExtractionClassification"),
-    "stsb": ("sts", "STSBenchmark"),
-    "sickr": ("sts", "SICK-R"),
-    **{name: ("sts", name.upper()) for name in STS_YEARS},
-}
-MTEB_NAMES = {mteb.lower(): name for name, (_, mteb) in TASKS.items()}
-SAMPLES_PER_LABEL = {"tweet_sentiment_extraction": 32}  # MTEB's per-task override; others use 8
+
+@dataclass(frozen=True)
+class TaskMetadata:
+    """All of a built-in encoder task's facts (after mteb's TaskMetadata)."""
+
+    name: str
+    kind: str  # retrieval | classification | sts
+    mteb_name: str
+    samples_per_label: int = 8  # classification: MTEB's undersampling per label
 
 
-def task_names() -> list[str]:
-    return list(TASKS)
+TASKS: Registry[TaskMetadata] = Registry("task")
+for _meta in (
+    TaskMetadata("scifact", "retrieval", "SciFact"),
+    TaskMetadata("banking77", "classification", "Banking77Classification"),
+    TaskMetadata("tweet_sentiment_extraction", "classification", "TweetSentimentExtractionClassification", 32),
+    TaskMetadata("stsb", "sts", "STSBenchmark"),
+    TaskMetadata("sickr", "sts", "SICK-R"),
+    *(TaskMetadata(name, "sts", name.upper()) for name in STS_YEARS),
+):
+    TASKS.register(_meta.name, _meta)
+MTEB_NAMES = {meta.mteb_name.lower(): name for name, meta in TASKS.items()}
 
 
 def _need(path: Path) -> Path:
@@ -49,11 +58,12 @@ def resolve_task(name: str, data_dir: str | Path | None = None, limits: Limits |
     key = MTEB_NAMES.get(raw.lower(), raw.lower())
     if key in TASKS:
         root = find_data_dir(data_dir)
-        kind = TASKS[key][0]
+        meta = TASKS.get(key)
+        kind = meta.kind
         if kind == "retrieval":
             return RetrievalTask(key, _need(root / key), limits=limits)
         if kind == "classification":
-            return ClassificationTask(key, _need(root / key), limits=limits, samples_per_label=SAMPLES_PER_LABEL.get(key, 8))
+            return ClassificationTask(key, _need(root / key), limits=limits, samples_per_label=meta.samples_per_label)
         sts = root / "sts"
         stsb_train = read_stsb(_need(sts / "stsbenchmark" / "sts-train.csv"))
         if key == "stsb":

@@ -1,0 +1,73 @@
+"""Flags that several commands share, spelled and defaulted the same everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llmtrunc.store import RESULTS_ENV, ResultsStore
+
+
+def add_results_dir(parser: argparse.ArgumentParser, old: str | None = None) -> None:
+    """--results-dir (default $LLMTRUNC_RESULTS_DIR, else ./results); `old` is a deprecated spelling."""
+    parser.add_argument("--results-dir", default=None,
+                        help=f"results store (default ${RESULTS_ENV}, else ./results in the working directory)")
+    if old:
+        parser.add_argument(old, dest="deprecated_results_dir", default=None, help=argparse.SUPPRESS)
+
+
+def results_store(args) -> ResultsStore:
+    old = getattr(args, "deprecated_results_dir", None)
+    if old and not args.results_dir:
+        print("llmtrunc: note: --output is deprecated, use --results-dir", file=sys.stderr)
+        return ResultsStore(old)
+    return ResultsStore(args.results_dir)
+
+
+def add_grid_options(parser: argparse.ArgumentParser, k_default: str | None = None, seeds_default: str | None = None,
+                     drop_default: str = "none") -> None:
+    """--drop/--k/--seeds/--seed: expanded by llmtrunc.spec.expand_grid in every track."""
+    parser.add_argument("--drop", action="append", default=None,
+                        help="drop specs, repeatable or comma-separated: none, first-half, last-half, first:K, last:K, "
+                             "random:K[@SEED], indices:FILE (encoders also pca:K); K as 50%% or 0.5. A bare family "
+                             f"(first, last, random, pca) is crossed with --k (default {drop_default})")
+    parser.add_argument("--k", default=k_default,
+                        help="dropped percents for bare families: 0,10,...,90, 10-30 or 25%%,50%%"
+                             + (f" (default {k_default})" if k_default else ""))
+    parser.add_argument("--seeds", default=seeds_default,
+                        help="seeds for random specs without @SEED: 0,1,2, 0-4 or 0,2,...,8"
+                             + (f" (default {seeds_default})" if seeds_default else ""))
+    parser.add_argument("--seed", type=int, default=None, help="one seed for random specs without @SEED (default 0)")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--shard/--dry-run: which cells of the grid this command runs."""
+    parser.add_argument("--shard", default=None, help="i/n: run only the i-th of n contiguous blocks of cells")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells (done or pending) without running")
+
+
+def grid_specs(args, default_drop: str = "none"):
+    from llmtrunc.spec import expand_grid, parse_int_list, parse_k_list
+
+    ks = parse_k_list(args.k) if args.k else None
+    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds else None
+    return expand_grid(args.drop or [default_drop], ks, seeds, args.seed)
+
+
+def execute(args, cells, compute, store: ResultsStore, check=None, recompute: bool = False) -> list[str] | None:
+    """Shard, then list (--dry-run) or run the cells with the one runner; the run ids, None for a dry run."""
+    from rich.console import Console
+
+    from llmtrunc.runner import Runner, describe, parse_shard, shard
+
+    index, total = parse_shard(getattr(args, "shard", None))
+    mine = shard(cells, index, total)
+    console = Console(stderr=True)
+    if total > 1:
+        console.print(f"shard {index}/{total}: {len(mine)} of {len(cells)} cells")
+    if getattr(args, "dry_run", False):
+        print("\n".join(describe(mine, store)))
+        return None
+    run_ids = Runner(store, console, recompute).run(mine, compute, check)
+    console.print(f"results store: {store.root}")
+    return run_ids

@@ -1,0 +1,124 @@
+"""Architecture knowledge, read from the declarative files in the repository's `hooks/` folder.
+
+Each file names, for one family, the decoder stack, the final norm and its scale convention, the
+LM head, the tie flag, logit softcapping and whether compute-once scoring is exact (hooks/README.md).
+`for_model` finds the model's entry by class name; an unknown class falls back to a generic search
+of the usual attribute names, says so once, and is never shared-body scored.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from llmtrunc.data import shipped_dir
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.registry import Registry
+
+log = logging.getLogger(__name__)
+
+# The generic fallback: attribute names of decoder stacks and final norms across architectures.
+_DECODER_PATHS = ("model.language_model", "model", "transformer", "language_model.model", "gpt_neox")
+_NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
+
+
+def _get(module: nn.Module, dotted: str) -> nn.Module | None:
+    for part in dotted.split("."):
+        module = getattr(module, part, None)
+        if module is None:
+            return None
+    return module
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The last layers of one architecture family, as declared in hooks/<family>.yaml."""
+
+    family: str
+    architectures: tuple[str, ...]
+    decoder: str
+    final_norm: str
+    norm: str  # rmsnorm | layernorm | unknown
+    norm_scale: str  # w | 1+w
+    norm_bias: bool
+    lm_head: str
+    tied: str  # the config flag
+    logit_softcapping: str | None
+    shared_body: bool
+    source: str = ""  # the file it came from
+
+    def find(self, model: nn.Module, what: str) -> nn.Module:
+        module = _get(model, getattr(self, what))
+        if not isinstance(module, nn.Module):
+            raise LLMTruncError(f"{type(model).__name__} has no {what.replace('_', ' ')} at "
+                                f"{getattr(self, what)!r} (as {self.source or 'the generic search'} says)")
+        return module
+
+    def softcap(self, model: nn.Module) -> float | None:
+        if not self.logit_softcapping:
+            return None
+        return getattr(model.config.get_text_config(), self.logit_softcapping, None)
+
+    def is_tied(self, model: nn.Module) -> bool:
+        return any(bool(getattr(c, self.tied, False)) for c in (model.config, model.config.get_text_config()))
+
+    def logits(self, model: nn.Module, states: torch.Tensor) -> torch.Tensor:
+        """The model's logits from last-layer states: final norm, LM head, softcapping, called as the
+        real modules so that the truncation hooks in place apply exactly as in a full forward pass."""
+        logits = self.find(model, "lm_head")(self.find(model, "final_norm")(states))
+        cap = self.softcap(model)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def _load(path: Path) -> list[Architecture]:
+    data = yaml.safe_load(path.read_text())
+    overrides = data.pop("overrides", None) or {}
+    names = {f.name for f in fields(Architecture)}
+    unknown = set(data) - names
+    if unknown:
+        raise LLMTruncError(f"{path}: unknown keys {sorted(unknown)} (see hooks/README.md)")
+    base = Architecture(**{**data, "architectures": tuple(data["architectures"])}, source=path.name)
+    return [replace(base, architectures=(cls,), **overrides.get(cls, {})) for cls in base.architectures]
+
+
+@functools.cache
+def registry() -> Registry[Architecture]:
+    """Every class named in hooks/*.yaml -> its Architecture."""
+    found: Registry[Architecture] = Registry("architecture")
+    for path in sorted(shipped_dir("hooks").glob("*.yaml")):
+        for arch in _load(path):
+            found.register(arch.architectures[0], arch)
+    return found
+
+
+@functools.cache
+def _generic(class_name: str, decoder: str, final_norm: str, lm_head: str) -> Architecture:
+    log.warning("llmtrunc: no hooks/ file names %s; found its final norm at %s by the generic search "
+                "(compute-once scoring is off for it)", class_name, final_norm)
+    return Architecture("generic", (class_name,), decoder, final_norm, "unknown", "w", False, lm_head,
+                        "tie_word_embeddings", None, shared_body=False)
+
+
+def for_model(model: nn.Module) -> Architecture:
+    known = registry().find(type(model).__name__)
+    if known is not None:
+        return known
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_path = next((name for name, module in model.named_modules() if module is head), None)
+    if not head_path:
+        raise LLMTruncError(f"cannot find the LM head of {type(model).__name__}: no output embeddings")
+    for path in _DECODER_PATHS:
+        decoder = _get(model, path)
+        for name in _NORM_NAMES if decoder is not None else ():
+            if isinstance(getattr(decoder, name, None), nn.Module):
+                return _generic(type(model).__name__, path, f"{path}.{name}", head_path)
+    raise LLMTruncError(
+        f"cannot find the final norm of {type(model).__name__}: no hooks/ file names it and its decoder has no "
+        f"`norm`/`final_layernorm`/`ln_f` module (add a hooks/<family>.yaml, see hooks/README.md)"
+    )

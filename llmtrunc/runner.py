@@ -1,0 +1,102 @@
+"""The one runner of every command: expand the grid -> skip cells already stored -> compute -> write.
+
+`llmtrunc eval`, `sweep`, `encoder eval`, `encoder analyze` and `encoder train-simcse` all hand
+the runner a list of `Cell`s and a compute function. Cells of one `group` (one model on one task)
+are computed together -- an LLM loads once and shares its body, an encoder encodes once -- and
+the compute function yields each finished cell, which the runner writes at once, atomically. A
+killed run therefore loses only the cells in flight, and the next run skips what is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterable, Iterator
+
+from rich.console import Console
+
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.record import Record, run_id
+from llmtrunc.store import ResultsStore
+
+Computed = tuple["Cell", list[Record], dict[str, Any]]  # a cell, its records, side files for its directory
+
+
+@dataclass
+class Cell:
+    """One unit of work and of storage, named by its cell key (llmtrunc.record.cell_key)."""
+
+    key: dict[str, Any]
+    labels: tuple[str, ...]  # readable parts of the run id and of progress lines: model, task, drop, position
+    group: Hashable  # cells of one group are computed together
+    payload: Any = None  # what the compute function needs (task, spec, position ...)
+    run_id: str = field(init=False)
+
+    def __post_init__(self):
+        self.run_id = run_id(self.key, *self.labels)
+
+    @property
+    def label(self) -> str:
+        return " / ".join(p for p in self.labels if p)
+
+
+class Runner:
+    def __init__(self, store: ResultsStore, console: Console | None = None, recompute: bool = False):
+        self.store, self.recompute = store, recompute
+        self.console = console or Console(stderr=True)
+        self.computed = 0
+        self.reused = 0
+
+    def pending(self, cells: Iterable[Cell]) -> list[Cell]:
+        return [c for c in cells if self.recompute or not self.store.has_run(c.run_id)]
+
+    def run(self, cells: list[Cell], compute: Callable[[list[Cell]], Iterator[Computed]],
+            check: Callable[[list[Cell]], None] | None = None) -> list[str]:
+        """Compute every cell the store lacks, group by group; returns the run ids of all cells."""
+        todo = self.pending(cells)
+        if check and todo:
+            check(todo)  # refuse what cannot run before anything is computed
+        groups: dict[Hashable, list[Cell]] = {}
+        for cell in cells:
+            groups.setdefault(cell.group, []).append(cell)
+        total, done = len(todo), 0
+        for members in groups.values():
+            pending = self.pending(members)
+            for cell in members:
+                if cell not in pending:
+                    self.console.print(f"[dim]reusing {cell.label}[/dim]")
+                    self.reused += 1
+            if not pending:
+                continue
+            for cell, records, files in compute(pending):
+                self.store.write_run(cell.run_id, records, files)
+                done += 1
+                self.computed += 1
+                seconds = records[0].seconds if records and records[0].seconds is not None else None
+                took = f" in {seconds:.1f} s" if seconds is not None else ""
+                self.console.print(f"[{done}/{total}] {cell.label}{took}")
+        return [c.run_id for c in cells]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 1, 1
+    try:
+        index, total = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise LLMTruncError(f"--shard must look like i/n (1-based), got {text!r}") from None
+    if not 1 <= index <= total:
+        raise LLMTruncError(f"--shard {text}: need 1 <= i <= n")
+    return index, total
+
+
+def shard(cells: list, index: int, total: int) -> list:
+    """The index-th (1-based) of `total` contiguous, near-equal blocks of cells: shards never collide,
+    and cells of one group mostly stay together."""
+    size, extra = divmod(len(cells), total)
+    start = (index - 1) * size + min(index - 1, extra)
+    return cells[start: start + size + (1 if index <= extra else 0)]
+
+
+def describe(cells: list[Cell], store: ResultsStore) -> list[str]:
+    """`--dry-run`: one line per cell, done or pending."""
+    return [f"{'done   ' if store.has_run(c.run_id) else 'pending'} {c.label}" for c in cells]
