@@ -1,7 +1,9 @@
 """The terminal table every grid command prints: score and retention per condition, in both tracks.
 
-One row per (task, metric, drop family, position) of the headline metrics; random drops are
-summarised over their seeds as mean ± std.
+One row per condition of the headline metrics (llmtrunc.retention.condition_table): random drops are
+summarised over their seeds as mean ± std, the 95% interval of retention comes from a paired bootstrap
+over the items (across seeds: the interval over the seeds), p from a paired test, and `≈` marks a
+condition indistinguishable from its baseline.
 """
 
 from __future__ import annotations
@@ -12,47 +14,48 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from llmtrunc.retention import with_baseline
-
-ROW = ["task", "subtask", "metric", "filter", "drop_family", "at"]
+from llmtrunc.retention import condition_table
 
 
-def _fmt(values: pd.Series) -> str:
-    values = values.dropna()
-    if values.empty:
+def mean_std(mean, std) -> str:
+    if mean is None or pd.isna(mean):
         return "-"
-    return f"{values.mean():.4f}" if len(values) == 1 else f"{values.mean():.4f} ± {values.std():.4f}"
+    return f"{mean:.4f}" if std is None or pd.isna(std) else f"{mean:.4f} ± {std:.4f}"
 
 
-def score_table(records: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the table: baseline, score and retention per condition (the baseline's own row first)."""
-    if records.empty:
-        return pd.DataFrame(columns=[*ROW, "seeds", "baseline", "score", "retention"])
-    main = records[records["main"].astype(bool)] if "main" in records else records
-    main = main if not main.empty else records
-    merged = with_baseline(main)
-    base = main[main["drop_kind"] == "none"]
-    rows = [{**{c: row[c] for c in ROW}, "seeds": 1, "baseline": _fmt(pd.Series([row["value"]])), "score": "-",
-             "retention": "-"} for _, row in base.iterrows()]
-    for keys, group in merged.groupby(ROW, sort=False, dropna=False):
-        rows.append({**dict(zip(ROW, keys)), "seeds": len(group), "baseline": _fmt(group["baseline"]),
-                     "score": _fmt(group["value"]), "retention": _fmt(group["retention"])})
-    return pd.DataFrame(rows)
+def interval(row, prefix: str = "retention") -> str:
+    """The condition's interval: over the seeds when there are several, else the paired bootstrap's."""
+    for low, high in ((f"seed_{prefix}_low", f"seed_{prefix}_high"), (f"{prefix}_low", f"{prefix}_high")):
+        if low in row and pd.notna(row.get(low)):
+            return f"[{row[low]:.3f}, {row[high]:.3f}]"
+    return "-"
 
 
 def print_scores(records: pd.DataFrame, console: Console | None = None) -> pd.DataFrame:
-    console = console or Console(width=None if sys.stdout.isatty() else 160)
-    table = score_table(records)
-    if table.empty:
+    console = console or Console(width=None if sys.stdout.isatty() else 180)
+    if records.empty:
         console.print("no results")
-        return table
-    view = Table(title="retention = truncated / baseline (perplexities: baseline / truncated)")
-    columns = ["task", "metric", "filter", "drop", "at", "seeds", "baseline", "score", "retention"]
-    for col in columns:
-        view.add_column(col, justify="right" if col in ("seeds", "baseline", "score", "retention") else "left")
+        return records
+    table = condition_table(records)
+    main = records[records["main"].astype(bool)] if "main" in records else records
+    view = Table(title="retention = truncated / baseline (perplexities: baseline / truncated); 95% CI; "
+                       "≈: indistinguishable from the baseline (paired test p ≥ 0.05 and the CI of the difference holds 0)")
+    for col in ("task", "metric", "filter", "drop", "at", "seeds", "baseline", "score", "retention", "95% CI", "p", "≈"):
+        view.add_column(col, justify="right" if col in ("seeds", "baseline", "score", "retention", "p") else "left")
+    for _, row in main[main["drop_kind"] == "none"].iterrows():
+        view.add_row(_task(row), row["metric"], row["filter"], "none", "-", "1", f"{row['value']:.4f}", "-", "-", "-",
+                     "-", "")
     for _, row in table.iterrows():
-        task = row["task"] if row["subtask"] in (row["task"], None) or pd.isna(row["subtask"]) else row["subtask"]
-        view.add_row(str(task), str(row["metric"]), str(row["filter"]), str(row["drop_family"]), str(row["at"]),
-                     str(row["seeds"]), row["baseline"], row["score"], row["retention"])
+        p = row.get("p_value")
+        view.add_row(_task(row), row["metric"], row["filter"], row["drop_family"], row["at"], str(row["seeds"]),
+                     f"{row['baseline']:.4f}" if pd.notna(row["baseline"]) else "-",
+                     mean_std(row["score"], row["score_std"]), mean_std(row["retention"], row["retention_std"]),
+                     interval(row), "-" if p is None or pd.isna(p) else f"{p:.3g}",
+                     "≈" if row.get("indistinguishable") is True else "")
     console.print(view)
     return table
+
+
+def _task(row) -> str:
+    sub = row.get("subtask")
+    return row["task"] if sub is None or pd.isna(sub) or sub == row["task"] else str(sub)

@@ -104,8 +104,33 @@ def load_lm(settings: RunSettings, lm_class=None):
         raise LLMTruncError(f"cannot load model {settings.model.name!r}: {first}") from None
 
 
-def to_records(results: dict, cell: Cell, mask: Mask, seconds: float) -> list[Record]:
-    """lm-eval's results dict -> one record per (task, metric, filter)."""
+def item_values(results: dict, samples: dict, lm_task: str, metric: str, filt: str, value: float) -> list[float] | None:
+    """The per-item values behind a mean-aggregated metric (a group: its leaf tasks' items in name order).
+
+    Kept in the record so that paired statistics against the baseline need no second run. None where
+    the metric is not the mean of per-item numbers (perplexities, SQuAD's best_exact)."""
+    leaves, todo = [], [lm_task]
+    while todo:
+        name = todo.pop(0)
+        children = results.get("group_subtasks", {}).get(name)
+        if children:
+            todo = sorted(children) + todo
+        else:
+            leaves.append(name)
+    items = []
+    for leaf in leaves:
+        rows = sorted((r for r in samples.get(leaf, []) if r.get("filter") == filt), key=lambda r: r["doc_id"])
+        if not rows or not all(isinstance(r.get(metric), (int, float)) and not isinstance(r.get(metric), bool)
+                               for r in rows):
+            return None
+        items += [float(r[metric]) for r in rows]
+    if not items or abs(sum(items) / len(items) - value) > 1e-9:
+        return None
+    return [int(v) if v.is_integer() else v for v in items]
+
+
+def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float) -> list[Record]:
+    """lm-eval's results dict -> one record per (task, metric, filter), with its per-item values."""
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
@@ -133,7 +158,8 @@ def to_records(results: dict, cell: Cell, mask: Mask, seconds: float) -> list[Re
                 main=info.is_main(subtask, metric, filt) if info else True,
                 floor=info.floor(metric, run.limit) if info else None,
                 extra={**extra, "lm_eval_task": lm_task, "n_shot": results.get("n-shot", {}).get(lm_task),
-                       "n_samples": results.get("n-samples", {}).get(lm_task, {}).get("effective")},
+                       "n_samples": results.get("n-samples", {}).get(lm_task, {}).get("effective"),
+                       "items": item_values(results, samples, lm_task, metric, filt, float(value))},
             ))
     return records
 
@@ -164,8 +190,10 @@ class LLMCompute:
     """The runner's compute function for LLM cells: one model load (hf) or one engine per drop (vllm)."""
 
     def __init__(self, lm_class=None, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-                 log_samples: bool = False):
+                 log_samples: bool = False, loaded=None):
+        """`loaded`: an hf-trunc LM already loaded for the cells' settings (tests and benchmarks share one)."""
         self.lm_class, self.parallel, self.log_samples = lm_class, (tensor_parallel_size, data_parallel_size), log_samples
+        self.loaded = loaded
         self._lm, self._model, self._lm_spec = None, None, None
 
     def check(self, cells: list[Cell]) -> None:
@@ -186,6 +214,8 @@ class LLMCompute:
 
                 self._lm = vllm_lm(job.settings, job.spec, job.at, *self.parallel)
                 self._lm_spec = (job.settings, job.spec, job.at)
+        elif self.loaded is not None:
+            self._lm = self.loaded
         elif self._model != job.settings:
             self._lm, self._model = load_lm(job.settings, self.lm_class), job.settings
         return self._lm
@@ -198,23 +228,59 @@ class LLMCompute:
         first = self.lm_for(cells[0].payload)
         for cell in cells:  # every mask of the group checked against the model before anything runs
             cell.payload.spec.mask(first.hidden_size)
-        for cell in cells:
-            job: LLMCell = cell.payload
-            lm = self.lm_for(job)
-            mask = lm.set_drop(job.spec, job.at)
-            start = time.perf_counter()
-            results = lm_eval.simple_evaluate(
-                model=lm, tasks=[job.task.lm_eval_name], num_fewshot=job.settings.num_fewshot,
-                limit=job.settings.limit, log_samples=self.log_samples,
-                apply_chat_template=job.settings.apply_chat_template, gen_kwargs=job.settings.gen_kwargs,
-                task_manager=task_manager(job.settings.include_paths),
-            )
-            if results is None:  # non-zero rank under data parallel: rank 0 writes
-                continue
-            samples = results.pop("samples", None) or {}
-            files: dict[str, Any] = {"results.json": json.dumps(results, indent=2, default=handle_non_serializable)}
-            for name, rows in samples.items():
-                files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n" for r in rows)
-            yield cell, to_records(results, cell, mask, time.perf_counter() - start), files
-        if hasattr(self._lm, "clear_cache"):
-            self._lm.clear_cache()  # a shared-body cache holds one task's states
+        tasks = built_tasks(cells[0].payload)  # one task build for every condition of the group
+        if hasattr(first, "share"):
+            first.share([(c.payload.spec, c.payload.at) for c in cells])
+        try:
+            for cell in cells:
+                job: LLMCell = cell.payload
+                lm = self.lm_for(job)
+                mask = lm.set_drop(job.spec, job.at)
+                start = time.perf_counter()
+                results = lm_eval.simple_evaluate(  # samples always: the records keep per-item values
+                    model=lm, tasks=tasks, num_fewshot=job.settings.num_fewshot, limit=job.settings.limit,
+                    log_samples=True, apply_chat_template=job.settings.apply_chat_template,
+                    gen_kwargs=job.settings.gen_kwargs, task_manager=task_manager(job.settings.include_paths),
+                )
+                if results is None:  # non-zero rank under data parallel: rank 0 writes
+                    continue
+                samples = results.pop("samples", None) or {}
+                files: dict[str, Any] = {"results.json": json.dumps(results, indent=2, default=handle_non_serializable)}
+                for name, rows in samples.items() if self.log_samples else ():
+                    files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n"
+                                                             for r in rows)
+                yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start), files
+        finally:
+            if hasattr(self._lm, "clear_cache"):
+                self._lm.clear_cache()  # the shared body's states and continuations belong to one task
+
+
+def built_tasks(job: LLMCell) -> list:
+    """The task's lm-eval objects, built once for all conditions of a group, their requests reused.
+
+    simple_evaluate takes built Task/Group objects as well as names; every condition then skips the
+    dataset load and, through `reuse_requests`, the request building, and keeps lm-eval's own filters,
+    metrics and aggregation."""
+    loaded = task_manager(job.settings.include_paths).load([job.task.lm_eval_name])
+    members = {name for children in loaded["group_map"].values() for name in children}
+    for task in loaded["tasks"].values():
+        reuse_requests(task)
+    return [obj for name, obj in (*loaded["groups"].items(), *loaded["tasks"].items()) if name not in members]
+
+
+def reuse_requests(task) -> None:
+    """Build a task's requests once per argument set; later builds hand out fresh copies of them."""
+    import copy
+
+    build, built = task.build_all_requests, {}
+
+    def build_once(**kwargs):
+        key = repr(sorted(kwargs.items()))
+        if key not in built:
+            build(**kwargs)
+            built[key] = task._instances
+        task._instances = [copy.copy(i) for i in built[key]]
+        for instance in task._instances:
+            instance.resps, instance.filtered_resps = [], {}
+
+    task.build_all_requests = build_once

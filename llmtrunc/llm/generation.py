@@ -161,6 +161,17 @@ class StopSequences:
         return any(s in self.tokenizer.decode(generated[-n:]) for s, n in self.stops)
 
 
+def generated_tokens(continuation: torch.Tensor, prompt_length: int, stops: StopSequences, eos_ids: set[int],
+                     max_length: int) -> int:
+    """How many tokens a row generated up to its end (EOS, a stop sequence, the maximum length)."""
+    seq: list[int] = []
+    for token in continuation[prompt_length:].tolist():
+        seq.append(token)
+        if token in eos_ids or prompt_length + len(seq) >= max_length or stops.hit(seq):
+            break
+    return len(seq)
+
+
 def _select(kwargs: dict, index: torch.Tensor) -> dict:
     """The generation kwargs of a subset (or repetition) of the batch rows."""
     out = dict(kwargs)

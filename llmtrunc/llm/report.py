@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from llmtrunc.plots import pyplot, save
-from llmtrunc.retention import with_baseline
+from llmtrunc.retention import condition_table, with_baseline
 
 # The paper's Table 3: full / first half removed / last half removed.
 PAPER_TABLE3 = pd.DataFrame(
@@ -29,19 +29,6 @@ PAPER_CONDITIONS = {"first:50%": "first half removed", "last:50%": "last half re
 def main_records(records: pd.DataFrame) -> pd.DataFrame:
     """Each task's headline metric only (for groups such as mmlu, the group's own row)."""
     return records[records["main"].astype(bool)] if "main" in records else records
-
-
-def condition_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, metric, drop family, position): score, retention and retention above floor, mean/std over seeds."""
-    merged = with_baseline(main_records(records))
-    if merged.empty:
-        return merged
-    grouped = merged.groupby(["task", "metric", "filter", "limit", "drop_family", "at"], dropna=False)
-    table = grouped.agg(seeds=("value", "size"), baseline=("baseline", "first"), score=("value", "mean"),
-                        score_std=("value", "std"), retention=("retention", "mean"), retention_std=("retention", "std"),
-                        floor=("floor", "first"), retention_above_floor=("retention_above_floor", "mean")).reset_index()
-    table["at_floor"] = [f is not None and pd.notna(f) and s <= f + 1e-9 for s, f in zip(table["score"], table["floor"])]
-    return table.sort_values(["task", "limit", "drop_family", "at"]).reset_index(drop=True)
 
 
 def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,14 +1,22 @@
-"""Compute once, score many: the transformer body runs once per loglikelihood request.
+"""Compute once, score many: the transformer body runs once per request for every drop condition.
 
-A drop only changes the final hidden state, so for loglikelihood-based requests (multiple
-choice, loglikelihood_rolling) `SharedBodyLM` keeps the last decoder layer's output at the
-scored positions and scores each drop condition from it with only the final norm and the LM
-head, called as the real modules so the truncation hooks of the current condition apply exactly
-as in a full forward pass. Generation requests run the whole model per condition, as usual.
+A drop only changes the final hidden state, so:
 
-The baseline (nothing dropped) is never scored this way: it runs lm-eval's own HFLM code, so it
-equals plain lm-eval bit for bit, and its forward passes fill the cache on the way (a pre-hook on
-the final norm reads the states; the rows of each batch are matched to requests by their tokens).
+* loglikelihood requests (multiple choice, loglikelihood_rolling): `SharedBodyLM` keeps the last
+  decoder layer's output at the scored positions and scores each condition from it with only the
+  final norm and the LM head, called as the real modules so the current condition's hooks apply
+  exactly as in a full forward pass;
+* generation requests (generate_until): each prompt is prefilled once and every condition that
+  `share` named is decoded together from that prefill, one row per (prompt, condition)
+  (llmtrunc.llm.generation); lm-eval's own generate_until runs for every condition around it, so
+  stop sequences, max_gen_toks and the text post-processing are lm-eval's. `--batch-size` B bounds
+  the rows decoded at once: prompts are prefilled B // C at a time for C conditions (at least one),
+  so batch size 1 decodes every row alone, exactly as a separate run at batch size 1 does.
+
+The baseline (nothing dropped) is never scored by these shortcuts: it runs lm-eval's own HFLM code
+(loglikelihood: HFLM's scoring; generation: transformers' generate), so it equals plain lm-eval bit
+for bit, and its forward passes fill the cache on the way (pre-hooks read the states; the rows of a
+batch are matched to requests by their tokens; generate's own cache is kept for the prefill).
 
 The cache lives on one loaded model (so never crosses models, revisions or dtypes) and is keyed
 by the exact input token ids and continuation length (so never crosses task configs); the
@@ -17,12 +25,16 @@ position is applied at scoring time, never cached.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from llmtrunc.llm import generation, hooks
 from llmtrunc.llm.architectures import for_model
 from llmtrunc.llm.hf_trunc import HFTruncLM
+from llmtrunc.spec import DropSpec
 
 
 class SharedBodyLM(HFTruncLM):
@@ -34,10 +46,113 @@ class SharedBodyLM(HFTruncLM):
         self.shared = self.arch.shared_body and self.backend == "causal"  # hooks/<family>.yaml says it is exact
         self._states: dict[tuple[tuple[int, ...], int], torch.Tensor] = {}
         self._wanted: dict[tuple[int, ...], list[tuple[tuple[int, ...], int]]] | None = None
+        self._sharing: list[generation.Condition] = []  # conditions decoded together (one task's pending cells)
+        self._generated: dict[tuple, torch.Tensor] = {}  # (condition, batch) -> continuation not yet asked for
         self.body_passes = 0  # requests whose body was computed (for tests and benchmarks)
+        self.prefills = 0  # prompt batches prefilled for shared generation (tests and benchmarks)
+        self.prompt_tokens = 0  # shared generation: prompt tokens prefilled, and tokens generated per condition
+        self.generated_tokens: dict[tuple, int] = {}
+        self._rows = 1  # rows decoded at once (the batch size, while generate_until runs)
+
+    def share(self, conditions: list[tuple[DropSpec, str]]) -> None:
+        """Decode these conditions together from one prefill per prompt, until `clear_cache`."""
+        sharing = {}
+        for spec, at in conditions:
+            condition = generation.Condition(spec.mask(self.hidden_size), at)
+            sharing.setdefault(condition.name, condition)
+        self._sharing = list(sharing.values())
 
     def clear_cache(self) -> None:
         self._states.clear()
+        self._sharing, self._generated = [], {}
+
+    def _current(self) -> generation.Condition:
+        return generation.Condition(self.drop_hooks.mask, self.at)
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        if not (self.shared and self._sharing) or not isinstance(self.batch_size_per_gpu, int):
+            return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        self._rows = rows = self.batch_size_per_gpu  # rows decoded at once
+        self.batch_size_per_gpu = max(1, rows // len(self._sharing))  # prompts per prefill: rows // conditions
+        try:
+            return super().generate_until(requests, disable_tqdm=disable_tqdm)
+        finally:
+            self.batch_size_per_gpu = rows
+
+    def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
+        if not (self.shared and self._sharing):
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        current = self._current()
+        key = (tuple(map(tuple, context.tolist())), max_length, tuple(stop))
+        if (current.name, key) in self._generated:
+            return self._generated.pop((current.name, key))
+        attention_mask = generation_kwargs.pop("attention_mask", None)
+        generation.check_greedy(self.model, generation_kwargs)
+        others = [c for c in self._sharing if c.name != current.name]
+        batch, out = None, None
+        if not current.mask.dropped:  # the baseline: transformers' generate, its prefill kept for the others
+            with self._keep_prefill(context, attention_mask, bool(others)) as kept:
+                out = super()._model_generate(context, max_length, stop, attention_mask=attention_mask, **generation_kwargs)
+            batch, todo = kept.get("batch"), others
+        else:
+            todo = [current, *others]
+        if todo:
+            if batch is None:
+                batch = generation.prefill(self.model, self.arch, context, attention_mask)
+            self.prefills += 1
+            config = self.model.generation_config
+            eos = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+            with self._without_drop_hooks():
+                outs = generation.decode(self.model, self.arch, self.tokenizer, batch, todo, max_length, stop,
+                                         {e for e in eos if e is not None}, self.tokenizer.pad_token_id, self._rows)
+            for condition, continuation in zip(todo, outs):
+                self._generated[(condition.name, key)] = continuation
+            out = self._generated.pop((current.name, key)) if out is None else out
+            self._count_tokens(context, attention_mask, {current.name: out, **{c.name: o for c, o in zip(todo, outs)}},
+                               max_length, stop, eos)
+        return out
+
+    def _count_tokens(self, context, attention_mask, outputs: dict, max_length: int, stop: list[str], eos) -> None:
+        """The tokens this batch cost: its prompts once, each condition's rows up to their ends."""
+        stops, eos_ids = generation.StopSequences(self.tokenizer, stop), {e for e in eos if e is not None}
+        self.prompt_tokens += int(attention_mask.sum()) if attention_mask is not None else context.numel()
+        for name, out in outputs.items():
+            self.generated_tokens[name] = self.generated_tokens.get(name, 0) + sum(
+                generation.generated_tokens(row, context.shape[1], stops, eos_ids, max_length) for row in out)
+
+    @contextmanager
+    def _keep_prefill(self, context, attention_mask, wanted: bool):
+        """Around transformers' generate: keep the cache it builds and the prefill's last pre-norm state."""
+        kept: dict = {}
+        if not wanted:
+            yield kept
+            return
+        caches = []
+        grab = self.model.register_forward_pre_hook(
+            lambda m, args, kwargs: caches.append(kwargs.get("cache")) if not caches else None, with_kwargs=True)
+        try:
+            with generation.capture_norm_input(self.arch, self.model) as seen:
+                yield kept
+        finally:
+            grab.remove()
+        cache = caches[0] if caches else None
+        if cache is not None and getattr(cache, "is_croppable", False) and seen:
+            extra = cache.get_seq_length() - context.shape[1]
+            if extra:
+                cache.crop(-extra)  # the prompt's keys and values, as the prefill wrote them
+            kwargs = generation.generation_kwargs(self.model, context, attention_mask)
+            kwargs["cache"] = cache
+            kept["batch"] = generation.Prefill(context, cache, seen[0][:, -1:].detach(), kwargs)
+
+    @contextmanager
+    def _without_drop_hooks(self):
+        """The shared decoder applies every row's own mask: the current condition's hooks step aside."""
+        mask, at = self.drop_hooks.mask, self.at
+        self.drop_hooks.remove()
+        try:
+            yield
+        finally:
+            self.drop_hooks = hooks.attach(self.model, mask, at)
 
     def _body_batch(self, keys: list[tuple[tuple[int, ...], int]]) -> None:
         """Run the decoder stack on right-padded inputs; keep pre-norm states at the scored positions."""
@@ -46,15 +161,8 @@ class SharedBodyLM(HFTruncLM):
         batch = torch.zeros(len(inputs), length, dtype=torch.long)
         for row, x in enumerate(inputs):
             batch[row, : len(x)] = x
-        captured = []
-        norm = self.arch.find(self.model, "final_norm")
-        # prepend: capture the untouched state before any pre-norm truncation hook sees it
-        handle = norm.register_forward_pre_hook(lambda m, a: captured.append(a[0]), prepend=True)
-        try:
-            with torch.no_grad():
-                self.arch.find(self.model, "decoder")(input_ids=batch.to(self.device), use_cache=False)
-        finally:
-            handle.remove()
+        with torch.no_grad(), generation.capture_norm_input(self.arch, self.model) as captured:
+            self.arch.find(self.model, "decoder")(input_ids=batch.to(self.device), use_cache=False)
         states = captured[0]
         for row, (key, x) in enumerate(zip(keys, inputs)):
             contlen = key[1]
@@ -111,13 +219,8 @@ class SharedBodyLM(HFTruncLM):
     def _model_call(self, inps, attn_mask=None, labels=None):
         if not self._wanted:
             return super()._model_call(inps, attn_mask, labels)
-        captured = []
-        handle = self.arch.find(self.model, "final_norm").register_forward_pre_hook(
-            lambda m, a: captured.append(a[0]), prepend=True)
-        try:
+        with generation.capture_norm_input(self.arch, self.model) as captured:
             logits = super()._model_call(inps, attn_mask, labels)
-        finally:
-            handle.remove()
         lengths = sorted({len(x) for x in self._wanted})
         for row, tokens in enumerate(inps.tolist()):  # right-padded: a request's input is a prefix of its row
             for n in (n for n in lengths if n <= len(tokens)):

@@ -1,0 +1,73 @@
+"""Benchmark: 10 conditions of local_gsm8k (5-shot) generated together against one condition run alone.
+
+    python scripts/bench_generate.py --limit 10 --batch-size 8 [--separate N] [--device cuda] [--out FILE]
+
+Both paths run in this one process on one loaded SmolLM2-135M through the real runner (scripts/benchlib.py),
+after a warm-up. Separate: each condition on its own, --batch-size prompts per generate call. Shared: all 10
+conditions as one group, each prompt prefilled once and --batch-size x 10 rows (prompt x condition) decoded
+at once, so the prompts are batched as in the separate runs. Prints seconds, `ratio N` (shared / the mean
+separate condition; target <= 3.0 on CPU, <= 1.5 on a GPU), the token-count ratio that sharing the prefill
+alone would give, (prompt + generated tokens over all conditions) / (prompt + generated tokens of the mean
+condition), counted from the tokens the shared run saw (target: ratio <= 1.2 x that), and how many
+generations differ between the two paths (batch composition can flip a greedy token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib import CONDITIONS, Bench  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (shared: x 10 rows)")
+    parser.add_argument("--separate", type=int, default=len(CONDITIONS), choices=range(1, len(CONDITIONS) + 1),
+                        metavar="N", help="conditions to time separately (default: all 10)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as Markdown")
+    args = parser.parse_args(argv)
+
+    bench = Bench("gsm8k", args.limit, args.device)
+    bench.run(CONDITIONS[:2], True, 2 * args.batch_size, limit=1)  # warm-up (first-call costs land on neither path)
+    shared_s, shared = bench.run(CONDITIONS, True, len(CONDITIONS) * args.batch_size)
+    prompt, generated = bench.lm.prompt_tokens, bench.lm.generated_tokens
+    separate_s, separate = bench.run(CONDITIONS[:args.separate], False, args.batch_size)
+    one = separate_s / args.separate
+    ratio = shared_s / one
+    mean_generated = sum(generated.values()) / len(generated)
+    token_ratio = (prompt + sum(generated.values())) / (prompt + mean_generated)
+    differ = {c: sum(a != b for a, b in zip(shared[c][1], separate[c][1])) for c in separate}
+    rows = len(next(iter(shared.values()))[1])
+    lines = [
+        f"local_gsm8k 5-shot, limit {args.limit}, {len(CONDITIONS)} conditions, smollm2-135m on {args.device} "
+        f"({platform.processor() or platform.machine()}), {date.today()}",
+        f"shared: all {len(CONDITIONS)} conditions {shared_s:.1f} s ({len(CONDITIONS) * args.batch_size} rows decoded at "
+        f"once, {args.batch_size} prompts per prefill)",
+        f"separate: {args.separate} conditions {separate_s:.1f} s, one condition {one:.1f} s on average "
+        f"({args.batch_size} prompts per generate call)",
+        f"ratio {ratio:.2f} (shared sweep / one separate condition; target <= 3.0 on CPU)",
+        f"token-count ratio {token_ratio:.2f}: {prompt} prompt tokens + {sum(generated.values())} generated over all "
+        f"conditions vs {prompt} + {mean_generated:.0f} for the mean condition; ratio / token ratio = "
+        f"{ratio / token_ratio:.2f} (target <= 1.2)",
+        f"generations differing between the paths: {sum(differ.values())} of {rows * len(differ)} "
+        f"({', '.join(f'{c}: {n}' for c, n in differ.items() if n) or 'none'}); metrics equal on "
+        f"{sum(shared[c][0] == separate[c][0] for c in separate)} of {len(separate)} conditions",
+    ]
+    print("\n".join(lines))
+    if args.out:
+        args.out.write_text("\n".join(["# Shared generation benchmark", "", "    python scripts/bench_generate.py "
+                                        + " ".join(argv if argv is not None else sys.argv[1:]), "",
+                                        *[f"- {line}" for line in lines], ""]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

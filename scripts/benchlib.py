@@ -1,0 +1,67 @@
+"""What the condition benchmarks share: one loaded model, the real runner, timing side by side.
+
+Both paths go through llmtrunc's runner and LLMCompute exactly as `llmtrunc sweep` runs them, on
+one SharedBodyLM loaded once: "shared" runs every condition as one group (compute once), "separate"
+runs each condition as its own group with the shared body off (lm-eval's HF model with hooks).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+
+from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells, probe_environment_once, use_data_dir  # noqa: E402
+from llmtrunc.llm.models import resolve_model  # noqa: E402
+from llmtrunc.llm.shared_body import SharedBodyLM  # noqa: E402
+from llmtrunc.llm.tasks import resolve_tasks, task_manager  # noqa: E402
+from llmtrunc.runner import Runner  # noqa: E402
+from llmtrunc.spec import parse_drop  # noqa: E402
+from llmtrunc.store import ResultsStore  # noqa: E402
+
+CONDITIONS = ["none", "first-half", "last-half", "first:25%", "last:25%", *(f"random:50%@{seed}" for seed in range(5))]
+
+
+class Bench:
+    def __init__(self, task: str, limit: int, device: str = "cpu", num_fewshot: int | None = None):
+        use_data_dir(None)
+        self.task = resolve_tasks([task])[0]
+        self.settings = RunSettings(model=resolve_model("smollm2-135m"), limit=limit, num_fewshot=num_fewshot,
+                                    device=device)
+        self.lm = SharedBodyLM(pretrained="smollm2-135m", device=device, batch_size=1)
+        task_manager()  # build lm-eval's task index before timing
+        probe_environment_once()  # as `llmtrunc sweep` does, on both paths
+
+    def run(self, drops: list[str], shared: bool, batch_size: int, limit: int | None = None) -> tuple[float, dict]:
+        """Seconds, and per condition (metrics, generations), for `drops` as one group (shared) or one by one."""
+        settings = self.settings if limit is None else RunSettings(**{**self.settings.__dict__, "limit": limit})
+        cells = llm_cells([settings], [self.task], [parse_drop(d) for d in drops], ["post-norm"])
+        names = {c.run_id: d for c, d in zip(cells, drops)}  # one cell per drop, in order
+        groups = [cells] if shared else [[c] for c in cells]
+        self.lm.shared, self.lm.batch_size_per_gpu = shared, batch_size
+        self.lm.prompt_tokens, self.lm.generated_tokens = 0, {}
+        out, start = {}, time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            for n, group in enumerate(groups):  # separate: a fresh store each, so the baseline is computed again
+                store = ResultsStore(Path(tmp) / str(n))
+                Runner(store, Console(quiet=True)).run(group, LLMCompute(log_samples=True, loaded=self.lm))
+                out.update({names[rid]: found for rid, found in _outputs(store, group).items()})
+            seconds = time.perf_counter() - start
+        self.lm.shared = True
+        return seconds, out
+
+
+def _outputs(store, cells) -> dict:
+    out = {}
+    for cell in cells:
+        rows = [json.loads(line) for path in sorted(store.run_dir(cell.run_id).glob("samples_*.jsonl"))
+                for line in path.read_text().splitlines()]
+        metrics = {(r.metric, r.filter): r.value for r in store.run_records(cell.run_id)}
+        out[cell.run_id] = (metrics, [(r["doc_id"], r["resps"]) for r in rows])
+    return out
