@@ -3,7 +3,7 @@
     <root>/runs/<run_id>/records.jsonl   the cell's records (llmtrunc.record.Record), written last
     <root>/runs/<run_id>/results.json    the backend's own results (lm-eval's JSON for LLM cells)
     <root>/runs/<run_id>/samples_*.jsonl per-item logs when asked for
-    <root>/records.jsonl                 a compact store: the records a committed report was built from
+    <root>/records.jsonl.gz              a compact store: the records a committed report was built from
 
 A run id is the hash of the cell key (llmtrunc.record.cell_key), so "was this computed?" is a
 lookup; an interrupted cell leaves no records.jsonl and is simply redone; concurrent writers
@@ -16,6 +16,7 @@ Every command finds the store the same way: --results-dir, else $LLMTRUNC_RESULT
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
@@ -27,7 +28,9 @@ import pandas as pd
 from llmtrunc.record import Record
 
 RESULTS_ENV = "LLMTRUNC_RESULTS_DIR"
-COMPACT_FILE = "records.jsonl"
+COMPACT_FILE = "records.jsonl.gz"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def default_results_dir() -> Path:
@@ -43,6 +46,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as an ordinary open() would create it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -55,7 +59,8 @@ def records_jsonl(records: Iterable[Record | dict]) -> str:
 
 
 def _read_jsonl(path: Path) -> list[Record]:
-    return [Record.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    return [Record.from_json(json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
 class ResultsStore:
@@ -115,10 +120,13 @@ class ResultsStore:
         return {r.run_id for r in self._compact()}
 
 
-def write_compact(records: Iterable[Record], path: Path) -> Path:
-    """The records behind a report, in one file that is itself a store (`ResultsStore(path.parent)`)."""
+def write_compact(records: Iterable[Record], folder: Path) -> Path:
+    """The records behind a report, in one gzipped JSON Lines file that makes `folder` a store itself.
+
+    Sorted, and gzipped without a timestamp, so the same records always give the same bytes."""
     ordered = sorted(records, key=lambda r: (r.run_id, r.subtask or "", r.metric, r.filter))
-    atomic_write(path, records_jsonl(ordered))
+    path = Path(folder) / COMPACT_FILE
+    atomic_write(path, gzip.compress(records_jsonl(ordered).encode(), compresslevel=9, mtime=0))
     return path
 
 

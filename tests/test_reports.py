@@ -7,8 +7,8 @@ import pytest
 from llmtrunc.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p.parent for p in (ROOT / "reports").rglob("records.jsonl"))
-GENERATED = {"report.md", "report.html", "README.md", "records.jsonl", ".png", ".csv"}
+SHIPPED = sorted(p.parent for p in (ROOT / "reports").rglob("records.jsonl.gz"))
+GENERATED = {"report.md", "report.html", "README.md", "records.jsonl.gz", ".png", ".csv"}
 
 
 def generated(folder: Path) -> list[Path]:

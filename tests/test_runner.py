@@ -63,7 +63,7 @@ def test_compact_store_is_a_store(tmp_path):
     store = ResultsStore(tmp_path / "s")
     cells = [cell("a", "none"), cell("a", "last:50%")]
     Runner(store, Console(quiet=True)).run(cells, make_compute([]))
-    write_compact(store.all_records(), tmp_path / "report" / "records.jsonl")
+    write_compact(store.all_records(), tmp_path / "report")
     shipped = ResultsStore(tmp_path / "report")
     assert all(shipped.has_run(c.run_id) for c in cells)
     assert [r.to_json() for r in shipped.all_records()] == [r.to_json() for r in store.all_records()]

@@ -59,8 +59,8 @@ def register(subparsers) -> None:
     analysis_cli.register(sub)
     simcse.register(sub)
     p = sub.add_parser("report", help="the encoder reports (llmtrunc report --track encoder,encoder-analysis)")
-    add_report_options(p, default_tracks=None)
-    p.set_defaults(func=run_report, results=None)
+    add_report_options(p)
+    p.set_defaults(func=run_report, results=None, scope=("encoder", "encoder-analysis"))
     sub.add_parser("models", help="list the encoder aliases").set_defaults(func=cmd_models)
 
 

@@ -1,6 +1,6 @@
 """`llmtrunc report`: Markdown/HTML reports from a results store, with the records they were built from.
 
-Every report folder gets `records.jsonl`, the compact records of its numbers; the folder is itself
+Every report folder gets `records.jsonl.gz`, the compact records of its numbers; the folder is itself
 a results store, so `llmtrunc report --results-dir DIR --out DIR` rebuilds it from what it ships.
 """
 
@@ -11,15 +11,18 @@ from pathlib import Path
 from llmtrunc.commands.options import add_results_dir, results_store
 from llmtrunc.errors import LLMTruncError
 
-TRACK_FOLDERS = {"llm": "llm", "encoder": "encoder", "encoder-analysis": "encoder_analyses"}
+# report (its folder when several are written) -> the tracks it reads
+REPORTS = {"llm": ("llm", "llm-analysis"), "encoder": ("encoder",), "encoder_analyses": ("encoder-analysis",)}
+TRACKS = [track for tracks in REPORTS.values() for track in tracks]
 
 
-def add_report_options(parser, default_tracks: str | None = None) -> None:
+def add_report_options(parser) -> None:
     add_results_dir(parser)
     parser.add_argument("--out", required=True, help="report directory")
-    parser.add_argument("--track", default=default_tracks,
-                        help="comma-separated tracks to report: llm, encoder, encoder-analysis (default: every track "
-                             "in the store); one track writes into --out, several into --out/<track>")
+    parser.add_argument("--track", default=None,
+                        help=f"comma-separated tracks to report: {', '.join(TRACKS)} (default: every track in the "
+                             "store); one report writes into --out, several into --out/llm, --out/encoder, "
+                             "--out/encoder_analyses")
     parser.add_argument("--model", action="append", default=None, help="only these models (repeatable)")
 
 
@@ -27,14 +30,14 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="write Markdown/HTML reports from a results store",
                                    description="Tables of scores and retention (with floors), retention-vs-K curves "
                                                "and provenance, for the LLM and encoder tracks, plus the records.jsonl "
-                                               "they were built from.")
+                                               "they were built from (records.jsonl.gz).")
     parser.add_argument("results", nargs="?", help="(deprecated: use --results-dir) results store directory")
     add_report_options(parser)
     parser.set_defaults(func=run)
 
 
 def build(records: list, out: Path, tracks: list[str]) -> list[Path]:
-    """Write the report of each track, and the compact records of all of them, into `out`."""
+    """Write the report of each chosen track, and the compact records of all of them, into `out`."""
     import pandas as pd
 
     from llmtrunc.encoder.analysis_report import build_report as analysis_report
@@ -42,12 +45,13 @@ def build(records: list, out: Path, tracks: list[str]) -> list[Path]:
     from llmtrunc.llm.report import build_report as llm_report
     from llmtrunc.store import write_compact
 
-    builders = {"llm": llm_report, "encoder": encoder_report, "encoder-analysis": analysis_report}
+    builders = {"llm": llm_report, "encoder": encoder_report, "encoder_analyses": analysis_report}
     chosen = [r for r in records if r.track in tracks]
-    written = [write_compact(chosen, out / "records.jsonl")]
-    for track in tracks:
-        folder = out if len(tracks) == 1 else out / TRACK_FOLDERS[track]
-        written += builders[track](pd.DataFrame([r.to_json() for r in chosen if r.track == track]), folder)
+    written = [write_compact(chosen, out)]
+    reports = [name for name, covered in REPORTS.items() if set(covered) & set(tracks)]
+    for name in reports:
+        folder = out if len(reports) == 1 else out / name
+        written += builders[name](pd.DataFrame([r.to_json() for r in chosen if r.track in REPORTS[name]]), folder)
     return written
 
 
@@ -61,11 +65,11 @@ def run(args) -> int:
     if not store.root.is_dir():
         raise LLMTruncError(f"results store not found: {store.root}")
     records = [r for r in store.all_records() if not args.model or r.model in args.model]
-    present = sorted({r.track for r in records})
+    present = sorted({r.track for r in records if r.track in getattr(args, "scope", TRACKS)})
     tracks = [t.strip() for t in args.track.split(",")] if args.track else present
-    unknown = [t for t in tracks if t not in TRACK_FOLDERS]
+    unknown = [t for t in tracks if t not in TRACKS]
     if unknown:
-        raise LLMTruncError(f"unknown track {unknown[0]!r}: choose {', '.join(TRACK_FOLDERS)}")
+        raise LLMTruncError(f"unknown track {unknown[0]!r}: choose {', '.join(TRACKS)}")
     missing = [t for t in tracks if t not in present]
     if not tracks or missing:
         raise LLMTruncError(f"no {missing[0] + ' ' if missing else ''}results in {store.root}")

@@ -210,7 +210,7 @@ class Encoder:
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=False,
-            show_progress_bar=False,
+            show_progress_bar=len(texts) >= 2000,  # long encodes (a corpus, a train split) show progress
         )
         self.n_encoded += len(texts)
         return np.asarray(out, dtype=np.float32)

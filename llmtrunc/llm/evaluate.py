@@ -129,7 +129,7 @@ def item_values(results: dict, samples: dict, lm_task: str, metric: str, filt: s
     return [int(v) if v.is_integer() else v for v in items]
 
 
-def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float) -> list[Record]:
+def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float, shared: bool) -> list[Record]:
     """lm-eval's results dict -> one record per (task, metric, filter), with its per-item values."""
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
@@ -141,7 +141,8 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
         "num_fewshot": run.num_fewshot, "limit": run.limit, **provenance.stamp(), "seconds": round(seconds, 1),
     }
     extra = {"gguf_file": run.model.gguf_file, "dtype": run.dtype, "quantization": run.quantization,
-             "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs}
+             "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs,
+             "batch_size": run.batch_size, "device": run.device, "compute": "shared" if shared else "separate"}
     records = []
     for lm_task, metrics in results["results"].items():
         higher = results.get("higher_is_better", {}).get(lm_task, {})
@@ -249,7 +250,8 @@ class LLMCompute:
                 for name, rows in samples.items() if self.log_samples else ():
                     files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n"
                                                              for r in rows)
-                yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start), files
+                yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start,
+                                       bool(getattr(lm, "shared", False))), files
         finally:
             if hasattr(self._lm, "clear_cache"):
                 self._lm.clear_cache()  # the shared body's states and continuations belong to one task

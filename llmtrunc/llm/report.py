@@ -1,19 +1,24 @@
-"""LLM-track report: per model, task x condition scores and retention, floors, curves, provenance.
+"""LLM-track report that leads with the answer: a summary per model, a retention heatmap, retention-vs-K
+curves with the chance line, the paper comparison as a figure, then the full table and the provenance.
 
-Written as Markdown and one self-contained HTML page (plots embedded as PNG data URIs). The same
-store always gives the same files: rows and columns are sorted and plots carry no timestamps.
+Written as Markdown and one self-contained HTML page (figures as PNG data URIs, the full table sortable
+by a few lines of inline script: no network). Rebuilt byte-identical from the same records: rows are
+sorted, figures carry no timestamps, statistics use fixed seeds.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llmtrunc.plots import pyplot, save
-from llmtrunc.retention import condition_table, with_baseline
+from llmtrunc.retention import condition_table
+from llmtrunc.tables import interval, mean_std
 
 # The paper's Table 3: full / first half removed / last half removed.
 PAPER_TABLE3 = pd.DataFrame(
@@ -24,11 +29,22 @@ PAPER_TABLE3 = pd.DataFrame(
     columns=["model", "task", "metric", "full", "first half removed", "last half removed"])
 # Our drop families that are the paper's Table 3 conditions (post-norm).
 PAPER_CONDITIONS = {"first:50%": "first half removed", "last:50%": "last half removed"}
+KIND_ORDER = ["first", "last", "random", "top", "bottom", "outliers", "indices"]
+HEADLINE = ["first:50%", "last:50%", "random:50%"]  # the conditions the summary leads with
 
 
-def main_records(records: pd.DataFrame) -> pd.DataFrame:
-    """Each task's headline metric only (for groups such as mmlu, the group's own row)."""
-    return records[records["main"].astype(bool)] if "main" in records else records
+def ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """Conditions in reading order: task, limit, position, kind (first, last, random ...), share removed."""
+    kind = table["drop_family"].str.split(":").str[0]
+    share = pd.to_numeric(table["drop_family"].str.extract(r":([\d.]+)%")[0], errors="coerce")
+    keys = pd.DataFrame({"task": table["task"], "limit": table["limit"].astype(str), "at": table["at"],
+                         "kind": kind.map(lambda k: KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER)),
+                         "share": share.fillna(-1), "drop": table["drop_family"]})
+    return table.loc[keys.sort_values(list(keys.columns), kind="stable").index].reset_index(drop=True)
+
+
+def label(row) -> str:
+    return row["drop_family"] if row["at"] in ("post-norm", "-") else f"{row['drop_family']} ({row['at']})"
 
 
 def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
@@ -49,87 +65,223 @@ def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _fmt(mean, std) -> str:
-    if pd.isna(mean):
-        return "-"
-    return f"{mean:.4f}" if pd.isna(std) else f"{mean:.4f} ± {std:.4f}"
+def summary(table: pd.DataFrame) -> list[str]:
+    """One line per task: baseline, the headline conditions with their intervals, floors, what is indistinguishable."""
+    lines = []
+    for (task, limit), part in table.groupby(["task", "limit"], sort=False, dropna=False):
+        first = part.iloc[0]
+        n = f", {int(limit)} items" if pd.notna(limit) and float(limit) >= 1 else ""
+        floor = f", floor {first['floor']:.3g}" if pd.notna(first["floor"]) else ""
+        said = []
+        for drop in HEADLINE:
+            row = part[(part["drop_family"] == drop) & (part["at"] == "post-norm")]
+            if not row.empty:
+                r = row.iloc[0]
+                seeds = f" over {r['seeds']} seeds" if r["seeds"] > 1 else ""
+                ci = f" {interval(r)}" if interval(r) != "-" else ""
+                said.append(f"{drop} keeps {r['retention']:.2f}{ci}{seeds}" if pd.notna(r["retention"])
+                            else f"{drop}: retention undefined (baseline 0)")
+        at_floor = [label(r) for _, r in part.iterrows() if r["at_floor"]]
+        same = [label(r) for _, r in part.iterrows() if r.get("indistinguishable") is True]
+        text = f"**{task}** ({first['metric']}{n}; baseline {first['baseline']:.3g}{floor}): " + ("; ".join(said) or
+                                                                                                "no half-removal conditions")
+        if at_floor:
+            text += f". At the floor: {', '.join(at_floor)}"
+        if same:
+            text += f". Indistinguishable from the baseline: {', '.join(same)}"
+        lines.append(f"- {text}.")
+    return lines
 
 
-def _curve_png(table: pd.DataFrame, records: pd.DataFrame, model: str) -> str | None:
-    """Retention vs dropped share K per task and drop kind; None when no K grid was run."""
-    merged = with_baseline(main_records(records))
-    merged = merged[merged["drop_kind"].isin(["first", "last", "random"])]
-    tasks = sorted(t for t, rows in merged.groupby("task") if rows["drop_ratio"].nunique() >= 2)  # a curve needs 2 Ks
+def heatmap(table: pd.DataFrame, model: str) -> bytes:
+    """Retention, task (rows) x condition (columns); hatched cells score at or below the floor."""
+    plt = pyplot()
+    table = table.assign(condition=[label(r) for _, r in table.iterrows()],
+                         row=[f"{t} ({m})" if pd.isna(lim) else f"{t} ({m}, {lim:g})"
+                              for t, m, lim in zip(table["task"], table["metric"], table["limit"].astype(float))])
+    rows, cols = list(dict.fromkeys(table["row"])), list(dict.fromkeys(table["condition"]))
+    grid = np.full((len(rows), len(cols)), np.nan)
+    floors = np.zeros_like(grid, dtype=bool)
+    for _, r in table.iterrows():
+        grid[rows.index(r["row"]), cols.index(r["condition"])] = r["retention"]
+        floors[rows.index(r["row"]), cols.index(r["condition"])] = bool(r["at_floor"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(cols) + 3), 0.5 * len(rows) + 2.2))
+    image = ax.imshow(np.clip(grid, 0, 1.2), cmap="RdYlGn", vmin=0, vmax=1.2, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if np.isnan(grid[i, j]):
+                continue
+            ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6.5)
+            if floors[i, j]:
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", lw=0, color="black"))
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    fig.colorbar(image, ax=ax, fraction=0.03, label="retention")
+    ax.set_title(f"{model}: retention (hatched: at or below the floor)", fontsize=9)
+    return save(fig, dpi=100)
+
+
+def curves(table: pd.DataFrame, model: str) -> bytes | None:
+    """Retention vs share removed per task and kind (random: mean ± std over seeds), with the chance line."""
+    plt = pyplot()
+    kind = table["drop_family"].str.split(":").str[0]
+    share = pd.to_numeric(table["drop_family"].str.extract(r":([\d.]+)%")[0], errors="coerce")
+    data = table.assign(kind=kind, share=share)[kind.isin(["first", "last", "random", "top", "bottom"]) & share.notna()]
+    tasks = [t for t, part in data.groupby(["task", "limit"], sort=False) if part["share"].nunique() >= 2]
     if not tasks:
         return None
     ncols = min(3, len(tasks))
-    nrows = -(-len(tasks) // ncols)
-    fig, axes = pyplot().subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(-(-len(tasks) // ncols), ncols, figsize=(4.2 * ncols, 3.3 * -(-len(tasks) // ncols)),
+                             squeeze=False)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
-    for ax, task in zip(axes.flat, tasks):
-        part = merged[merged["task"] == task]
-        for (kind, at), rows in sorted(part.groupby(["drop_kind", "at"])):
-            stats = rows.groupby("drop_ratio")["retention"].agg(["mean", "std"]).reset_index().sort_values("drop_ratio")
-            ax.errorbar(100 * stats["drop_ratio"], stats["mean"], yerr=stats["std"].fillna(0), marker="o",
-                        capsize=3, label=f"{kind} ({at})")
-        ax.set(title=task, xlabel="dimensions removed (%)", ylabel="retention")
-        ax.legend(fontsize=7)
-    fig.suptitle(model)
-    return base64.b64encode(save(fig, dpi=90)).decode()
+    for ax, (task, limit) in zip(axes.flat, tasks):
+        part = data[(data["task"] == task) & (data["limit"].astype(str) == str(limit))]
+        for (k, at), rows in part.groupby(["kind", "at"], sort=True):
+            rows = rows.sort_values("share")
+            ax.errorbar(rows["share"], rows["retention"], yerr=rows["retention_std"].fillna(0), marker="o", ms=3,
+                        capsize=2, label=f"{k}" + ("" if at == "post-norm" else f" ({at})"))
+        first = part.iloc[0]
+        if pd.notna(first["floor"]) and first["baseline"]:
+            ax.axhline(first["floor"] / first["baseline"], color="grey", ls="--", lw=0.8, label="chance / floor")
+        ax.axhline(1.0, color="black", lw=0.5)
+        ax.set(title=f"{task} ({first['metric']})", xlabel="dimensions removed (%)", ylabel="retention")
+        ax.legend(fontsize=6)
+    fig.suptitle(model, fontsize=10)
+    return save(fig, dpi=90)
+
+
+def paper_figure(table: pd.DataFrame, model: str) -> bytes | None:
+    """The paper's Table 3 retention for Llama 3.1 8B and Qwen 2.5 7B next to this model's, per task and half."""
+    plt = pyplot()
+    ours = table[(table["at"] == "post-norm") & table["drop_family"].isin(list(PAPER_CONDITIONS))
+                 & table["task"].isin(PAPER_TABLE3["task"])]
+    if ours.empty:
+        return None
+    bars = []  # (group label, series, value)
+    for (task, drop), row in ours.groupby(["task", "drop_family"], sort=True):
+        half = PAPER_CONDITIONS[drop]
+        group = f"{task}\n{half.replace(' removed', '')}"
+        for _, ref in PAPER_TABLE3[PAPER_TABLE3["task"] == task].iterrows():
+            bars.append((group, f"{ref['model']} (paper)", ref[half] / ref["full"]))
+        bars.append((group, model, row["retention"].iloc[0]))
+    groups, series = list(dict.fromkeys(b[0] for b in bars)), list(dict.fromkeys(b[1] for b in bars))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(groups) + 2), 3.4))
+    width = 0.8 / len(series)
+    for s, name in enumerate(series):
+        values = [next((v for g2, n, v in bars if g2 == g and n == name), np.nan) for g in groups]
+        ax.bar(np.arange(len(groups)) + (s - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.axhline(1.0, color="black", lw=0.5)
+    ax.set_xticks(range(len(groups)), groups, fontsize=7)
+    ax.set_ylabel("retention")
+    ax.set_title("The paper's Table 3 conditions: retention of the full model's score", fontsize=9)
+    ax.legend(fontsize=7)
+    return save(fig, dpi=90)
+
+
+def full_table(table: pd.DataFrame) -> pd.DataFrame:
+    p = table["p_value"] if "p_value" in table else pd.Series(np.nan, index=table.index)
+    same = table["indistinguishable"] if "indistinguishable" in table else pd.Series(None, index=table.index)
+    return pd.DataFrame({
+        "task": table["task"], "metric": table["metric"] + " (" + table["filter"] + ")", "drop": table["drop_family"],
+        "at": table["at"], "seeds": table["seeds"], "baseline": table["baseline"].map(lambda v: f"{v:.4f}"),
+        "score": [mean_std(m, s) for m, s in zip(table["score"], table["score_std"])],
+        "retention": [mean_std(m, s) for m, s in zip(table["retention"], table["retention_std"])],
+        "95% CI": [interval(r) for _, r in table.iterrows()],
+        "p": p.map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"), "≈ baseline": same.map({True: "yes", False: ""}),
+        "floor": table["floor"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.4f}"),
+        "retention above floor": table["retention_above_floor"].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}"),
+        "at floor": table["at_floor"].map({True: "yes", False: ""}),
+        "limit": table["limit"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
+    }).fillna("")
+
+
+SORTABLE = """<script>
+// Click a header to sort its table (again to reverse); #sort=COLUMN sorts the first table on load.
+function sortBy(table, col, dir) {
+  const rows = [...table.tBodies[0].rows];
+  const key = r => { const t = r.cells[col].textContent.trim(); const n = parseFloat(t); return isNaN(n) ? t : n; };
+  rows.sort((a, b) => { const x = key(a), y = key(b);
+    return (typeof x === typeof y ? (x < y ? -1 : x > y ? 1 : 0) : typeof x === "number" ? -1 : 1) * dir; });
+  rows.forEach(r => table.tBodies[0].appendChild(r));
+}
+document.querySelectorAll("table.sortable").forEach(table => {
+  [...table.tHead.rows[0].cells].forEach((th, col) => th.addEventListener("click", () => {
+    th.dataset.dir = th.dataset.dir === "1" ? "-1" : "1"; sortBy(table, col, +th.dataset.dir); }));
+});
+const wanted = decodeURIComponent(location.hash).match(/^#sort=(.+)$/);
+const first = document.querySelector("table.sortable");
+if (wanted && first) {
+  const col = [...first.tHead.rows[0].cells].findIndex(th => th.textContent.trim() === wanted[1]);
+  if (col >= 0) sortBy(first, col, 1);
+}
+</script>"""
+STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}table{border-collapse:collapse;"
+         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#f3f3f3;cursor:pointer}"
+         "img{max-width:100%}")
+
+
+def _html_table(frame: pd.DataFrame, sortable: bool = False) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    attributes = ' class="sortable"' if sortable else ""
+    return f"<table{attributes}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
-    """report.md, report.html and the curves of the LLM records in `records`."""
+    """report.md, report.html and their figures from the LLM records in `records`."""
     from llmtrunc.store import recorded_commands
 
     records = records[records["track"] == "llm"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    md, html = ["# llmtrunc report: LLM track", ""], ["<html><head><meta charset='utf-8'><title>llmtrunc report</title>"
-                                                       "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-                                                       "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
-                                                       "</style></head><body><h1>llmtrunc report: LLM track</h1>"]
-    md += ["Retention = truncated / baseline (perplexity: baseline / truncated). Retention above floor = "
-           "(truncated − floor) / (baseline − floor), with floor = chance for multiple choice and the share of "
-           "unanswerable questions for SQuAD v2 best_exact (shown only where the baseline is above its floor); `at floor` marks conditions that score no better "
-           "than the floor. Random drops: mean ± std over seeds.", ""]
+    intro = ("Retention = truncated / baseline (perplexity: baseline / truncated), with a 95% interval from a paired "
+             "bootstrap over the items (random drops: the interval over the seeds); p from a paired test (McNemar for "
+             "accuracy-type metrics, sign-flip permutation otherwise); ≈: indistinguishable from the baseline (p ≥ "
+             "0.05 and the interval of the difference holds 0). Floor = chance for multiple choice and the share of "
+             "unanswerable questions for SQuAD v2 best_exact; retention above floor = (truncated − floor) / "
+             "(baseline − floor), only where the baseline is above its floor.")
+    md = ["# llmtrunc report: LLM track", "", intro, ""]
+    page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>llmtrunc report</title><style>{STYLE}</style>"
+            "</head><body><h1>llmtrunc report: LLM track</h1>", f"<p>{html.escape(intro)}</p>"]
+    written = []
     for model in sorted(records["model"].unique()):
         part = records[records["model"] == model]
-        table = condition_table(part)
-        view = pd.DataFrame({
-            "task": table["task"], "metric": table["metric"] + " (" + table["filter"] + ")",
-            "drop": table["drop_family"], "at": table["at"], "seeds": table["seeds"],
-            "baseline": table["baseline"].map(lambda v: f"{v:.4f}"),
-            "score": [_fmt(m, s) for m, s in zip(table["score"], table["score_std"])],
-            "retention": [_fmt(m, s) for m, s in zip(table["retention"], table["retention_std"])],
-            "floor": table["floor"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.4f}"),
-            "retention above floor": table["retention_above_floor"].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}"),
-            "at floor": table["at_floor"].map({True: "yes", False: ""}),
-            "limit": table["limit"],
-        })
-        md += [f"## {model}", "", view.to_markdown(index=False), ""]
-        html += [f"<h2>{model}</h2>", view.to_html(index=False)]
+        table = ordered(condition_table(part))
+        md += [f"## {model}", "", "### Summary", "", *summary(table), ""]
+        page += [f"<h2>{html.escape(model)}</h2><h3>Summary</h3><ul>",
+                 *[f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in summary(table)], "</ul>"]
+        figures = [("heatmap", "Retention by task and condition", heatmap(table, model)),
+                   ("curves", "Retention vs dimensions removed", curves(table, model)),
+                   ("paper", "The paper's Table 3, as retention", paper_figure(table, model))]
+        for name, title, png in figures:
+            if png is None:
+                continue
+            path = out / f"{name}_{model}.png"
+            path.write_bytes(png)
+            written.append(path)
+            md += [f"### {title}", "", f"![{title}]({path.name})", ""]
+            page += [f"<h3>{html.escape(title)}</h3>", f"<img alt='{html.escape(title)}' "
+                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"]
         beside = paper_side_by_side(table)
         if not beside.empty:
-            md += ["Side by side with the paper's Table 3 (score, retention in parentheses):", "",
+            md += ["### Side by side with the paper's Table 3", "", "Score (retention in parentheses):", "",
                    beside.to_markdown(index=False), ""]
-            html += ["<p>Side by side with the paper's Table 3 (score, retention in parentheses):</p>",
-                     beside.to_html(index=False)]
-        png = _curve_png(table, part, model)
-        if png:
-            (out / f"curves_{model}.png").write_bytes(base64.b64decode(png))
-            md += [f"![retention vs K](curves_{model}.png)", ""]
-            html.append(f"<img src='data:image/png;base64,{png}'/>")
+            page += ["<h3>Side by side with the paper's Table 3</h3>", _html_table(beside)]
+        view = full_table(table)
+        md += ["### All conditions", "", view.to_markdown(index=False), ""]
+        page += ["<h3>All conditions</h3><p>Click a column to sort.</p>", _html_table(view, sortable=True)]
         commands = recorded_commands(part)
         versions = sorted({json.dumps(v, sort_keys=True) for v in part["versions"]})
         hashes = sorted(set(part["git_hash"]))
-        md += ["Commands behind these numbers:", "", *[f"    {c}" for c in commands], "",
+        md += ["### Provenance", "", "Commands behind these numbers:", "", *[f"    {c}" for c in commands], "",
                f"Versions: {'; '.join(versions)}  ", f"llmtrunc git: {', '.join(hashes)}", ""]
-        html += ["<p>Commands:</p><pre>" + "\n".join(commands) + "</pre>",
-                 f"<p>Versions: {'; '.join(versions)}<br/>llmtrunc git: {', '.join(hashes)}</p>"]
+        page += ["<h3>Provenance</h3><p>Commands behind these numbers:</p><pre>"
+                 + html.escape("\n".join(commands)) + "</pre>",
+                 f"<p>Versions: {html.escape('; '.join(versions))}<br/>llmtrunc git: {', '.join(hashes)}</p>"]
     md += ["## The paper's Table 3 (reference)", "", PAPER_TABLE3.to_markdown(index=False), ""]
-    html += ["<h2>The paper's Table 3 (reference)</h2>", PAPER_TABLE3.to_html(index=False), "</body></html>"]
+    page += ["<h2>The paper's Table 3 (reference)</h2>", _html_table(PAPER_TABLE3), SORTABLE, "</body></html>"]
     (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text("\n".join(html))
-    return [out / "report.md", out / "report.html"]
+    (out / "report.html").write_text("\n".join(page))
+    return [out / "report.md", out / "report.html", *written]

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from llmtrunc.cli import main
-from llmtrunc.llm.report import condition_table, paper_side_by_side
+from llmtrunc.llm.report import paper_side_by_side
+from llmtrunc.retention import condition_table
 from llmtrunc.llm.tasks import metadata
 from llmtrunc.record import Record, settings_id
 from llmtrunc.retention import retention
@@ -80,10 +81,32 @@ def test_report_files_are_reproducible(store, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", "--results-dir", str(store.root), "--out", str(out)]) == 0
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert {"report.md", "report.html", "records.jsonl"} <= set(first)
+    assert {"report.md", "report.html", "records.jsonl.gz"} <= set(first)
     assert main(["report", "--results-dir", str(out), "--out", str(out)]) == 0  # rebuilt from what it ships
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     text = (out / "report.md").read_text()
     assert "0.4500 ± 0.0707" in text and "Table 3" in text and "llmtrunc eval ..." in text
     assert "Side by side with the paper" in text
     assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_report_page_in_a_real_browser(store, tmp_path, capsys):
+    """The self-contained page renders offline, and its full table sorts in the browser."""
+    import re
+
+    from tests.helpers import browser
+
+    out = tmp_path / "report"
+    assert main(["report", "--results-dir", str(store.root), "--out", str(out)]) == 0
+    page = out / "report.html"
+    assert "http" not in page.read_text().split("<style>")[1]  # nothing fetched from a network
+    sorted_dom = browser.dom(page, tmp_path, "#sort=retention")
+    table = sorted_dom[sorted_dom.index("class=\"sortable\""):]
+    header = re.findall(r"<th>(.*?)</th>", table[:table.index("</thead>")])
+    column = header.index("retention")
+    rows = re.findall(r"<tr>(.*?)</tr>", table[table.index("<tbody>"):table.index("</tbody>")])
+    values = [float(re.findall(r"<td>(.*?)</td>", row)[column].split(" ")[0]) for row in rows]
+    assert len(values) >= 5 and values == sorted(values)  # the script sorted the rows by retention
+    assert browser.dom(page, tmp_path).count("<img") >= 2  # the heatmap and the curves are in the page
+    shot = browser.screenshot(page, tmp_path, tmp_path / "page.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
