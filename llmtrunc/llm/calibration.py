@@ -110,10 +110,12 @@ def compute_profile(model: nn.Module, tokenizer, calibration: Calibration, at: s
                    {"source": calibration.source, **calibration.key(), "tokens": len(ids), "chunk": chunk, "position": at})
 
 
-def model_profile(model: nn.Module, tokenizer, identity: Mapping[str, Any], calibration: Calibration, at: str,
+def model_profile(model: nn.Module, tokenizer, identity: Mapping[str, Any] | None, calibration: Calibration, at: str,
                   max_length: int, cache: ProfileCache | None = None) -> Profile:
-    """The profile from the cache, else computed and cached; `identity` names the loaded model."""
+    """The profile from the cache, else computed and cached; `identity` names the loaded model (None: not
+    cached, computed here)."""
+    compute = lambda: compute_profile(model, tokenizer, calibration, at, max_length)  # noqa: E731
+    if identity is None:
+        return compute()
     key = {**identity, "dtype": str(next(model.parameters()).dtype), "at": at, "calibration": calibration.key()}
-    label = f"{Path(str(identity.get('pretrained'))).name}__{at}"
-    return (cache or ProfileCache()).get_or_compute(
-        key, label, lambda: compute_profile(model, tokenizer, calibration, at, max_length))
+    return (cache or ProfileCache()).get_or_compute(key, f"{Path(str(identity['pretrained'])).name}__{at}", compute)

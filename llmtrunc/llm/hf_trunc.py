@@ -36,9 +36,11 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
         spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
         self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.of(calibration,
                                                                                                   calibration_tokens)
-        # what names the loaded weights in the profile cache (the loaded dtype is added there)
-        self.identity = {"pretrained": str(pretrained), "gguf_file": kwargs.get("gguf_file"),
-                         "revision": kwargs.get("revision", "main"), "quantization": kwargs.get("quantization")}
+        # what names the loaded weights in the profile cache (the loaded dtype is added there); a model
+        # object passed in has no name that pins its weights, so its profiles are never cached
+        self.identity = {"pretrained": pretrained, "gguf_file": kwargs.get("gguf_file"),
+                         "revision": kwargs.get("revision", "main"),
+                         "quantization": kwargs.get("quantization")} if isinstance(pretrained, str) else None
         super().__init__(pretrained=pretrained, **kwargs)
         self.drop_hooks: hooks.Truncation | None = None  # not `truncation`: HFLM uses that name
         self.profiles: dict[str, Profile] = {}
