@@ -11,6 +11,7 @@ from pathlib import Path
 from llmtrunc.errors import LLMTruncError
 
 ENV_VAR = "LLMTRUNC_DATA_DIR"
+CACHE_ENV_VAR = "LLMTRUNC_CACHE_DIR"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIRS = (Path("..") / "shared" / "data", PROJECT_ROOT.parent / "shared" / "data")
 
@@ -21,6 +22,12 @@ def shipped_dir(name: str) -> Path:
     if (PROJECT_ROOT / "pyproject.toml").is_file() and checkout.is_dir():
         return checkout
     return Path(str(importlib.resources.files("llmtrunc") / name))
+
+
+def cache_dir(name: str) -> Path:
+    """One cache's folder (embeddings, profiles): under $LLMTRUNC_CACHE_DIR, else the checkout's .cache."""
+    root = Path(os.environ[CACHE_ENV_VAR]).expanduser() if os.environ.get(CACHE_ENV_VAR) else PROJECT_ROOT / ".cache"
+    return root / name
 
 
 def find_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:

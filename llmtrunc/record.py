@@ -45,10 +45,18 @@ def drop_key(spec: DropSpec) -> str:
     return f"indices@sha256:{file_digest(spec.path)}" if spec.kind == "indices" else spec.name
 
 
-def cell_key(settings: Mapping[str, Any], spec: DropSpec, at: str = "-") -> dict[str, Any]:
+def cell_key(settings: Mapping[str, Any], spec: DropSpec, at: str = "-",
+             calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Everything that changes a cell's numbers. With nothing dropped the position is moot: one
-    baseline serves every position."""
-    return {**settings, "drop": drop_key(spec), "at": at if spec.kind != "none" else "-"}
+    baseline serves every position. A profile-based drop (outliers, top:K ...) also depends on the
+    calibration its profile comes from (`calibration`: its settings and data hash); no other cell's key
+    holds it, so adding a calibration never renames a stored cell."""
+    key = {**settings, "drop": drop_key(spec), "at": at if spec.kind != "none" else "-"}
+    if spec.needs_profile:
+        if calibration is None:
+            raise ValueError(f"the cell key of {spec.name} needs its calibration")
+        key["calibration"] = dict(calibration)
+    return key
 
 
 def settings_id(settings: Mapping[str, Any]) -> str:
@@ -82,7 +90,7 @@ class Record:
     floor: float | None = None  # chance (multiple choice), the unanswerable share (SQuAD v2 best_exact)
     drop: str = "none"
     drop_family: str = "none"  # the drop without its seed: random draws group by it
-    drop_kind: str = "none"
+    drop_kind: str = "none"  # DropSpec.variant: random!outliers and random:outliers apart from random
     drop_ratio: float | None = None
     seed: int | None = None
     dropped_indices: list[int] | None = None
@@ -118,7 +126,7 @@ class Record:
 
 def drop_fields(spec: DropSpec, mask: Mask | None, dim: int | None) -> dict[str, Any]:
     """The drop columns of a record; `mask` is None for a projection (pca)."""
-    return {"drop": spec.name, "drop_family": spec.family, "drop_kind": spec.kind,
+    return {"drop": spec.name, "drop_family": spec.family, "drop_kind": spec.variant,
             "drop_ratio": None if spec.ratio is None else float(spec.ratio), "seed": spec.seed,
             "dropped_indices": None if mask is None else list(mask.dropped),
             "n_dropped": spec.n_drop(dim) if mask is None and dim else (mask.n_dropped if mask else None), "dim": dim}

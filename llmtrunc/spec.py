@@ -12,6 +12,14 @@ a set of indices.
     indices:FILE          the dimensions listed in FILE (whitespace/comma separated or a JSON list)
     pca:K                 (encoders) project onto the top d - floor(K*d) principal components
 
+and, resolved against the model's activation profile (llmtrunc.profile):
+
+    outliers              the outlier dimensions (per-dimension mean beyond +-3 std of the means)
+    top:K, bottom:K       the floor(K*d) dimensions of largest / smallest mean |activation| (ties: lower index)
+    random:K!outliers     floor(K*d) random dimensions, never an outlier (the same draw with the outliers skipped)
+    random:outliers       as many random dimensions as there are outliers (the control for `outliers`);
+                          random:outliers!outliers draws them from the non-outliers
+
 K is a percent ("50%") or a fraction ("0.5"), in [0, 1]. The count is floor(K*d) computed in exact
 rational arithmetic, so `first-half` of an odd d drops (d-1)/2 dimensions and `random:0.29` of
 d=100 drops exactly 29.
@@ -19,18 +27,25 @@ d=100 drops exactly 29.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmtrunc.errors import LLMTruncError
 
-KINDS = ("none", "first", "last", "random", "indices", "pca")
+if TYPE_CHECKING:
+    from llmtrunc.profile import Profile
+
+KINDS = ("none", "first", "last", "random", "indices", "pca", "outliers", "top", "bottom")
+PROFILE_KINDS = ("outliers", "top", "bottom")
+AVOID = "!outliers"
 _ALIASES = {"first-half": "first:50%", "last-half": "last:50%", "full": "none"}
 _NUMBER = re.compile(r"^\d+(\.\d+)?$")
 
@@ -57,20 +72,26 @@ def _format_ratio(value: Fraction) -> str:
 
 @dataclass(frozen=True)
 class DropSpec:
-    """One parsed drop condition. `name` is the canonical text stored with every result."""
+    """One parsed drop condition. `name` is the canonical text stored with every result.
+
+    Two modifiers of `random`: `outlier_count` (random:outliers, as many dims as the profile has
+    outliers, `ratio` None) and `avoid_outliers` (random:K!outliers, drawn from the non-outliers)."""
 
     kind: str
     ratio: Fraction | None = None
     seed: int | None = None
     path: str | None = None
+    outlier_count: bool = False
+    avoid_outliers: bool = False
 
     @property
     def name(self) -> str:
-        if self.kind == "none":
-            return "none"
+        if self.kind in ("none", "outliers"):
+            return self.kind
         if self.kind == "indices":
             return f"indices:{self.path}"
-        text = f"{self.kind}:{_format_ratio(self.ratio)}"
+        text = f"{self.kind}:{'outliers' if self.outlier_count else _format_ratio(self.ratio)}"
+        text += AVOID if self.avoid_outliers else ""
         return f"{text}@{self.seed}" if self.kind == "random" else text
 
     @property
@@ -78,35 +99,57 @@ class DropSpec:
         """The spec without its seed: the key that groups random draws for mean +- std."""
         return self.name.split("@")[0]
 
-    def n_drop(self, dim: int) -> int:
+    @property
+    def variant(self) -> str:
+        """The kind with its modifiers (random, random!outliers, random:outliers): what curves over K group by,
+        so a draw that skips the outliers never averages with a plain random one."""
+        if self.outlier_count:
+            return self.family
+        return self.kind + (AVOID if self.avoid_outliers else "")
+
+    @property
+    def needs_profile(self) -> bool:
+        """Whether the dimensions depend on the model's activation profile (llmtrunc.profile)."""
+        return self.kind in PROFILE_KINDS or self.outlier_count or self.avoid_outliers
+
+    def n_drop(self, dim: int, profile: Profile | None = None) -> int:
         """How many of `dim` dimensions this spec removes (for pca: how many components are cut)."""
-        if self.kind == "none":
-            return 0
-        if self.kind == "indices":
-            return self.mask(dim).n_dropped
+        if self.ratio is None:
+            return self.mask(dim, profile).n_dropped
         return math.floor(self.ratio * dim)
 
-    def mask(self, dim: int) -> Mask:
-        """The exact dimensions this spec removes from a `dim`-wide representation."""
+    def mask(self, dim: int, profile: Profile | None = None) -> Mask:
+        """The exact dimensions this spec removes from a `dim`-wide representation; profile-based specs
+        resolve against `profile` and refuse, in one line, to resolve without it."""
         if dim <= 0:
             raise LLMTruncError(f"hidden size must be positive, got {dim}")
         if self.kind == "pca":
             raise LLMTruncError("pca:K is a projection, not a set of indices: it applies to encoder embeddings only")
+        if self.needs_profile:
+            if profile is None:
+                raise LLMTruncError(f"drop {self.name} needs an activation profile of the model (its outlier dims and "
+                                    "magnitudes): resolve it where the model is loaded, as llmtrunc eval does")
+            if profile.dim != dim:
+                raise LLMTruncError(f"the activation profile has {profile.dim} dimensions, the representation {dim}")
         if self.kind == "none":
             return Mask(dim, ())
         if self.kind == "indices":
             return Mask.of(dim, _read_index_file(Path(self.path)), f"index file {self.path}: ")
-        n = self.n_drop(dim)
+        if self.kind == "outliers":
+            return Mask(dim, profile.outliers)
+        n = len(profile.outliers) if self.outlier_count else self.n_drop(dim)
         if self.kind == "first":
             return Mask(dim, tuple(range(n)))
         if self.kind == "last":
             return Mask(dim, tuple(range(dim - n, dim)))
-        return Mask.random(dim, n, self.seed)
+        if self.kind in ("top", "bottom"):
+            return Mask.of(dim, profile.by_magnitude(largest=self.kind == "top")[:n])
+        return Mask.random(dim, n, self.seed, profile.outliers if self.avoid_outliers else (), self.name)
 
     def with_seed(self, seed: int) -> DropSpec:
         if self.kind != "random":
             return self
-        return DropSpec(self.kind, self.ratio, seed, self.path)
+        return dataclasses.replace(self, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -132,10 +175,15 @@ class Mask:
         return cls(dim, tuple(values))
 
     @classmethod
-    def random(cls, dim: int, n: int, seed: int | None) -> Mask:
-        """n of dim dimensions without replacement: the first n of numpy's default_rng(seed) permutation."""
-        drawn = np.random.default_rng(seed).permutation(dim)[:n]
-        return cls(dim, tuple(sorted(int(i) for i in drawn)))
+    def random(cls, dim: int, n: int, seed: int | None, avoid=(), what: str = "random") -> Mask:
+        """n of dim dimensions without replacement: the first n of numpy's default_rng(seed) permutation,
+        skipping `avoid` (so avoiding nothing is the plain draw, and a skipped dim is replaced by the next)."""
+        order = np.random.default_rng(seed).permutation(dim)
+        if len(avoid):
+            order = order[~np.isin(order, list(avoid))]
+        if n > len(order):
+            raise LLMTruncError(f"drop {what} needs {n} dimensions but only {len(order)} of {dim} may be drawn")
+        return cls(dim, tuple(sorted(int(i) for i in order[:n])))
 
     @property
     def n_dropped(self) -> int:
@@ -172,26 +220,33 @@ def parse_drop(text: str, seed: int | None = None) -> DropSpec:
     if kind not in KINDS:
         raise LLMTruncError(
             f"malformed drop spec {text!r}: expected none, first-half, last-half, first:K, last:K, "
-            "random:K[@SEED], indices:FILE or pca:K"
+            "random:K[!outliers][@SEED], random:outliers[@SEED], outliers, top:K, bottom:K, indices:FILE or pca:K"
         )
-    if kind == "none":
+    if kind in ("none", "outliers"):
         if arg:
-            raise LLMTruncError(f"malformed drop spec {text!r}: 'none' takes no argument")
-        return DropSpec("none")
+            raise LLMTruncError(f"malformed drop spec {text!r}: {kind!r} takes no argument")
+        return DropSpec(kind)
     if not arg:
         raise LLMTruncError(f"malformed drop spec {text!r}: {kind} needs an argument, e.g. {kind}:50%")
     if kind == "indices":
         _read_index_file(Path(arg))  # a missing or malformed file is refused now, not after a model load
         return DropSpec("indices", path=arg)
-    ratio_text, at, seed_text = arg.partition("@")
-    if at and kind != "random":
-        raise LLMTruncError(f"malformed drop spec {text!r}: only random:K takes @SEED")
+    count_text, at, seed_text = arg.partition("@")
+    count_text, bang, avoided = count_text.partition("!")
+    if (at or bang) and kind != "random":
+        raise LLMTruncError(f"malformed drop spec {text!r}: only random takes @SEED or !outliers")
+    if bang and avoided != "outliers":
+        raise LLMTruncError(f"malformed drop spec {text!r}: random can avoid only the outliers (random:K!outliers)")
     if at:
         if not seed_text.isdigit():
-            raise LLMTruncError(f"malformed drop spec {text!r}: the seed after @ must be a non-negative integer")
+            raise LLMTruncError(f"malformed drop spec {text!r}: the seed after @ must be a non-negative integer "
+                                "(the order is random:K!outliers@SEED)")
         seed = int(seed_text)
-    ratio = parse_ratio(ratio_text)
-    return DropSpec(kind, ratio, (seed if seed is not None else 0) if kind == "random" else None)
+    if kind != "random":
+        return DropSpec(kind, parse_ratio(count_text))
+    by_outliers = count_text == "outliers"
+    return DropSpec("random", None if by_outliers else parse_ratio(count_text), seed if seed is not None else 0,
+                    outlier_count=by_outliers, avoid_outliers=bool(bang))
 
 
 def parse_drops(values: list[str] | str, seed: int | None = None, seeds: list[int] | None = None) -> list[DropSpec]:
@@ -211,20 +266,21 @@ def parse_drops(values: list[str] | str, seed: int | None = None, seeds: list[in
     return list(dict.fromkeys(specs))
 
 
-BARE_KINDS = ("first", "last", "random", "pca")
+BARE_KINDS = ("first", "last", "random", "pca", "top", "bottom")
 
 
 def expand_grid(drops: list[str], ks: list[str] | None = None, seeds: list[int] | None = None,
                 seed: int | None = None) -> list[DropSpec]:
     """The drop conditions of a grid, the one expander of every command: `none` (the baseline) first,
-    then each --drop item; a bare family (first, last, random, pca) is crossed with the K grid `ks`
-    (dropped percents, see `parse_k_list`), and random specs without @SEED run once per seed."""
+    then each --drop item; a bare family (first, last, random, pca, top, bottom, random!outliers) is crossed
+    with the K grid `ks` (dropped percents, see `parse_k_list`), and random specs without @SEED run once per seed."""
     texts = []
     for part in (p.strip() for item in drops for p in str(item).split(",") if p.strip()):
-        if part in BARE_KINDS:
+        if part in BARE_KINDS or part == f"random{AVOID}":
             if not ks:
                 raise LLMTruncError(f"drop {part!r} needs a K grid (--k 10,50,90)")
-            texts += [f"{part}:{k}" for k in ks]
+            base, bang, avoided = part.partition("!")
+            texts += [f"{base}:{k}{bang}{avoided}" for k in ks]
         else:
             texts.append(part)
     specs = parse_drops(texts, seed, seeds) if texts else []

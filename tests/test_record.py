@@ -28,6 +28,41 @@ def test_edited_indices_file_makes_a_new_cell(tmp_path):
     assert cell_key({}, parse_drop(f"indices:{moved}")) == cell_key({}, spec)
 
 
+def test_edited_calibration_text_makes_new_profile_cells_only(tmp_path):
+    from llmtrunc.llm.calibration import Calibration
+
+    text = tmp_path / "calibration.txt"
+    text.write_text("w1 w2 w3")
+    settings = [RunSettings(model=ModelRef("m", "org/m"), calibration=Calibration(str(text), tokens=64))]
+    tasks = [TaskRef("arc_easy", "local_arc_easy")]
+    specs = [parse_drop(t) for t in ("none", "last-half", "outliers", "top:10%", "random:outliers@0")]
+    before = llm_cells(settings, tasks, specs, ["post-norm"])
+    assert [c.key.get("calibration") for c in before[:2]] == [None, None]
+    assert before[2].key["calibration"]["tokens"] == 64 and before[2].key["calibration"]["chunk"] == 1024
+    text.write_text("w1 w2 w4")
+    after = llm_cells(settings, tasks, specs, ["post-norm"])
+    assert [a.run_id == b.run_id for a, b in zip(after, before)] == [True, True, False, False, False]
+    fewer = [RunSettings(model=ModelRef("m", "org/m"), calibration=Calibration(str(text), tokens=32))]
+    assert llm_cells(fewer, tasks, specs, ["post-norm"])[2].run_id != after[2].run_id
+    # the text's content, not its location, is in the key; the baseline join (settings_id) ignores it
+    moved = tmp_path / "moved.txt"
+    moved.write_text("w1 w2 w4")
+    elsewhere = [RunSettings(model=ModelRef("m", "org/m"), calibration=Calibration(str(moved), tokens=64))]
+    assert llm_cells(elsewhere, tasks, specs, ["post-norm"])[2].run_id == after[2].run_id
+    assert len({settings_id(c.payload.task_settings) for c in before + after}) == 1
+
+
+def test_missing_calibration_file_fails_when_building_profile_cells(tmp_path):
+    from llmtrunc.errors import LLMTruncError
+    from llmtrunc.llm.calibration import Calibration
+
+    settings = [RunSettings(model=ModelRef("m", "org/m"), calibration=Calibration(str(tmp_path / "gone.txt")))]
+    tasks = [TaskRef("arc_easy", "local_arc_easy")]
+    assert len(llm_cells(settings, tasks, [parse_drop("last-half")], ["post-norm"])) == 1  # not read unless needed
+    with pytest.raises(LLMTruncError, match="calibration file not found"):
+        llm_cells(settings, tasks, [parse_drop("outliers")], ["post-norm"])
+
+
 def test_key_covers_settings_drop_and_position():
     base = {"model": "m", "task": "t", "limit": 10}
     keys = {run_id(cell_key(base, parse_drop("last-half"), "post-norm")),

@@ -90,3 +90,95 @@ def test_parse_drops_comma_repeat_and_seeds():
     specs = parse_drops(["none,first-half", "random:50%", "random:10%@9"], seeds=[0, 1])
     assert [s.name for s in specs] == ["none", "first:50%", "random:50%@0", "random:50%@1", "random:10%@9"]
     assert parse_drops("last-half,last:50%") == [DropSpec("last", Fraction(1, 2))]
+
+
+# Profile-based specs, resolved against a hand-made profile of d = 20: dims 7 and 13 are the outliers
+# (means +-100, the others 0: std of the means sqrt(1000) = 31.6, so 3 std = 94.9 < 100).
+MEAN = [0.0] * 20
+MEAN[7], MEAN[13] = 100.0, -100.0
+# mean |activation|; descending: 50(7) 50(13) 9(4) 8(15) 7(14) 6(12) 5(17) 4(8) 4(9) 3(0) 3(2) 2(5) ...
+MEAN_ABS = [3, 1, 3, 0, 9, 2, 2, 50, 4, 4, 1, 0, 6, 50, 7, 8, 1, 5, 2, 0]
+
+
+@pytest.fixture
+def profile():
+    from llmtrunc.profile import Profile
+
+    return Profile(MEAN, MEAN_ABS, {"source": "hand"})
+
+
+@pytest.mark.parametrize("text,name", [("outliers", "outliers"), ("top:40%", "top:40%"), ("bottom:0.25", "bottom:25%"),
+                                       ("random:50%!outliers", "random:50%!outliers@0"),
+                                       ("random:50%!outliers@3", "random:50%!outliers@3"),
+                                       ("random:outliers", "random:outliers@0"), ("random:outliers@2", "random:outliers@2"),
+                                       ("random:outliers!outliers@1", "random:outliers!outliers@1")])
+def test_profile_spec_names(text, name):
+    spec = parse_drop(text)
+    assert spec.name == name and spec.needs_profile
+    assert parse_drop(spec.name) == spec  # the canonical name parses back to the same spec
+
+
+def test_families_and_record_kinds_keep_the_new_variants_apart():
+    assert parse_drop("random:50%!outliers@3").family == "random:50%!outliers"
+    assert [parse_drop(t).variant for t in ("random:50%@3", "random:50%!outliers@3", "random:outliers@3",
+                                            "outliers", "top:10%", "first:10%")] == [
+        "random", "random!outliers", "random:outliers", "outliers", "top", "first"]
+    assert not any(parse_drop(t).needs_profile for t in ("none", "first:10%", "random:10%@1", "pca:10%"))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("outliers:3", "takes no argument"), ("top:50%@2", "only random takes"), ("bottom:50%!outliers", "only random takes"),
+    ("random:50%!first", "avoid only the outliers"), ("random:50%@1!outliers", "random:K!outliers@SEED"),
+    ("top", "needs an argument"), ("top:150%", "outside 0-100%"), ("random:outlier", "malformed ratio"),
+    ("outlier", "malformed drop spec")])
+def test_malformed_profile_specs(text, message):
+    with pytest.raises(LLMTruncError, match=message):
+        parse_drop(text)
+
+
+def test_exact_indices_of_each_profile_spec(profile):
+    assert parse_drop("outliers").mask(20, profile).dropped == (7, 13)
+    assert parse_drop("top:40%").mask(20, profile).dropped == (4, 7, 8, 12, 13, 14, 15, 17)  # 4(8) before 4(9)
+    assert parse_drop("top:10%").mask(20, profile).dropped == (7, 13)
+    assert parse_drop("bottom:25%").mask(20, profile).dropped == (1, 3, 10, 11, 19)  # 0(3) 0(11) 0(19) 1(1) 1(10)
+    assert parse_drop("bottom:0").mask(20, profile).dropped == ()
+    # as many random dims as outliers: the same draw as random:K@S with floor(K*d) = 2
+    assert parse_drop("random:outliers@5").mask(20, profile).dropped == parse_drop("random:10%@5").mask(20).dropped
+
+
+def test_random_avoiding_outliers_is_the_same_draw_with_the_outliers_skipped(profile):
+    import numpy as np
+
+    for seed in range(20):
+        avoiding = parse_drop(f"random:50%!outliers@{seed}").mask(20, profile).dropped
+        assert not set(avoiding) & {7, 13} and len(avoiding) == 10
+        order = [int(i) for i in np.random.default_rng(seed).permutation(20) if i not in (7, 13)]
+        assert avoiding == tuple(sorted(order[:10]))
+        assert set(parse_drop(f"random:50%@{seed}").mask(20).dropped) - {7, 13} <= set(avoiding)
+        assert avoiding == parse_drop(f"random:50%!outliers@{seed}").mask(20, profile).dropped  # deterministic
+    assert parse_drop("random:50%!outliers@0").mask(20, profile) != parse_drop("random:50%!outliers@1").mask(20, profile)
+    control = parse_drop("random:outliers!outliers@4").mask(20, profile).dropped
+    assert len(control) == 2 and not set(control) & {7, 13}
+
+
+def test_profile_specs_refuse_without_a_matching_profile(profile):
+    with pytest.raises(LLMTruncError, match="needs an activation profile"):
+        parse_drop("outliers").mask(20)
+    with pytest.raises(LLMTruncError, match="needs an activation profile"):
+        parse_drop("random:outliers").n_drop(20)  # counted by the profile
+    with pytest.raises(LLMTruncError, match="profile has 20 dimensions"):
+        parse_drop("top:10%").mask(24, profile)
+    with pytest.raises(LLMTruncError, match="needs 19 dimensions but only 18 of 20"):
+        parse_drop("random:95%!outliers").mask(20, profile)
+    assert parse_drop("top:10%").n_drop(20) == parse_drop("random:10%!outliers").n_drop(20) == 2  # a ratio counts alone
+    assert parse_drop("random:outliers").n_drop(20, profile) == 2
+
+
+def test_bare_top_bottom_and_random_avoiding_outliers_cross_the_k_grid():
+    from llmtrunc.spec import expand_grid
+
+    names = [s.name for s in expand_grid(["top,bottom", "random!outliers", "outliers"], ["10%", "50%"], [0, 1])]
+    assert names == ["none", "top:10%", "top:50%", "bottom:10%", "bottom:50%", "random:10%!outliers@0",
+                     "random:10%!outliers@1", "random:50%!outliers@0", "random:50%!outliers@1", "outliers"]
+    with pytest.raises(LLMTruncError, match="needs a K grid"):
+        expand_grid(["top"])

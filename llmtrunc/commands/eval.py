@@ -60,6 +60,12 @@ def add_llm_grid_parser(subparsers, name: str, help_text: str, description: str)
     parser.add_argument("--at", default=None,
                         help="where to zero, comma-separated: post-norm (the LM head's input, default) or pre-norm "
                              "(the last layer's output)")
+    parser.add_argument("--calibration", default=None,
+                        help="text file whose first tokens give the activation profile that outliers, top:K, bottom:K, "
+                             "random:K!outliers and random:outliers resolve against (default: the data directory's "
+                             "wikitext2_raw/wiki.test.raw)")
+    parser.add_argument("--calibration-tokens", type=int, default=None,
+                        help="calibration tokens averaged over (default 8192)")
     parser.add_argument("--separate", action="store_true",
                         help="run every condition through the full model (no compute-once shared body), e.g. to compare")
     add_results_dir(parser, old="--output")
@@ -87,6 +93,7 @@ def resolve_device(device: str) -> str:
 
 
 def build_settings(args, model: str):
+    from llmtrunc.llm.calibration import Calibration
     from llmtrunc.llm.evaluate import RunSettings
     from llmtrunc.llm.models import resolve_model
     from llmtrunc.llm.quantization import hf_model_kwargs
@@ -103,6 +110,7 @@ def build_settings(args, model: str):
         batch_size=str(args.batch_size), device=resolve_device(args.device), quantization=quantization,
         backend=args.backend, include_paths=tuple(args.include_path or ()),
         extra_model_args={"parallelize": True} if args.parallelize else {},
+        calibration=Calibration.of(args.calibration, args.calibration_tokens),
     )
 
 

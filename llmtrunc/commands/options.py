@@ -29,8 +29,10 @@ def add_grid_options(parser: argparse.ArgumentParser, k_default: str | None = No
     """--drop/--k/--seeds/--seed: expanded by llmtrunc.spec.expand_grid in every track."""
     parser.add_argument("--drop", action="append", default=None,
                         help="drop specs, repeatable or comma-separated: none, first-half, last-half, first:K, last:K, "
-                             "random:K[@SEED], indices:FILE (encoders also pca:K); K as 50%% or 0.5. A bare family "
-                             f"(first, last, random, pca) is crossed with --k (default {drop_default})")
+                             "random:K[@SEED], indices:FILE, outliers, top:K, bottom:K, random:K!outliers[@SEED], "
+                             "random:outliers[@SEED] (encoders also pca:K); K as 50%% or 0.5. A bare family "
+                             f"(first, last, random, pca, top, bottom, random!outliers) is crossed with --k "
+                             f"(default {drop_default})")
     parser.add_argument("--k", default=k_default,
                         help="dropped percents for bare families: 0,10,...,90, 10-30 or 25%%,50%%"
                              + (f" (default {k_default})" if k_default else ""))

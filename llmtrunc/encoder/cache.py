@@ -24,17 +24,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from llmtrunc.data import PROJECT_ROOT
+from llmtrunc.data import cache_dir
 from llmtrunc.store import atomic_write
 
-ENV_VAR = "LLMTRUNC_CACHE_DIR"
 FORMAT_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR]).expanduser() / "embeddings"
-    return PROJECT_ROOT / ".cache" / "embeddings"
 
 
 def texts_hash(texts: Sequence[str]) -> str:
@@ -69,7 +62,7 @@ class CacheKey:
 
 class EmbeddingCache:
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
-        self.root = Path(root) if root else default_cache_dir()
+        self.root = Path(root) if root else cache_dir("embeddings")
         self.enabled = enabled
         self.hits = 0
         self.misses = 0

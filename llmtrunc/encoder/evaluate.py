@@ -5,6 +5,8 @@
 embedding cache) and scores each pending condition from the same embeddings, yielding each cell's
 records as soon as it is scored. A cell key holds the model, its resolved revision, the task's
 content fingerprint (texts, labels, protocol) and the drop, so a data or model change gives new cells.
+Profile-based drops (outliers, top:K ...) resolve against the profile of the task's fit-side
+embeddings (corpus / train texts, the side PCA is fitted on), named in their cell keys and records.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from llmtrunc.encoder import truncate as trunc
 from llmtrunc.encoder.cache import CacheKey, EmbeddingCache, texts_hash
 from llmtrunc.encoder.models import DEFAULT_MODEL, Encoder, resolve_model
 from llmtrunc.encoder.tasks import Limits, Task, resolve_task
+from llmtrunc.profile import Profile
 from llmtrunc.record import Record, cell_key, drop_fields, settings_id
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.spec import DropSpec
@@ -53,12 +56,20 @@ def task_settings(encoder: Encoder, task: Task, track: str = "encoder") -> dict:
             "task_kind": task.kind, "split": task.split, "data": task.fingerprint()}
 
 
+def fit_calibration(task: Task) -> dict:
+    """The calibration of the encoder track's profiles: the task's fit side, by content."""
+    fit = task.sets()[task.fit_set]
+    return {"source": f"{task.name}:{task.fit_set}", "split": fit.split, "sha256": texts_hash(fit.texts),
+            "rows": len(fit.texts)}
+
+
 def encoder_cells(encoder: Encoder, tasks: list[Task], specs: list[DropSpec]) -> list[Cell]:
     cells = []
     for task in tasks:
         settings = task_settings(encoder, task)
+        calibration = fit_calibration(task) if any(s.needs_profile for s in specs) else None
         for spec in specs:
-            cells.append(Cell(cell_key(settings, spec), (encoder.spec.alias, task.name, spec.name),
+            cells.append(Cell(cell_key(settings, spec, calibration=calibration), (encoder.spec.alias, task.name, spec.name),
                               (encoder.spec.alias, task.name), (task, spec)))
     return cells
 
@@ -73,10 +84,11 @@ def encode_sets(encoder: Encoder, task: Task, cache: EmbeddingCache, with_fit: b
     return out
 
 
-def score_specs(task: Task, embeddings: dict[str, np.ndarray], similarity: str,
-                specs: list[DropSpec]) -> Iterator[tuple[DropSpec, dict[str, float]]]:
+def score_specs(task: Task, embeddings: dict[str, np.ndarray], similarity: str, specs: list[DropSpec],
+                profile: Profile | None = None) -> Iterator[tuple[DropSpec, dict[str, float]]]:
     """Each spec's metrics from the same embeddings. Specs that drop the same dimensions share one
-    computation (all K=0 variants, seeds of random:0%); PCA is fitted once on `task.fit_set`."""
+    computation (all K=0 variants, seeds of random:0%); PCA is fitted once on `task.fit_set`;
+    profile-based specs resolve against `profile`."""
     evaluated = {k: v for k, v in embeddings.items() if k not in task.fit_only_sets}
     dim = next(iter(evaluated.values())).shape[1]
     pca = None
@@ -86,24 +98,26 @@ def score_specs(task: Task, embeddings: dict[str, np.ndarray], similarity: str,
             pca = pca or trunc.PCAProjector(embeddings[task.fit_set])
             metrics = task.score({k: trunc.apply(spec, m, pca) for k, m in evaluated.items()}, similarity, evaluated)
         else:
-            dropped = spec.mask(dim).dropped
-            if dropped not in memo:
-                memo[dropped] = task.score({k: trunc.apply(spec, m) for k, m in evaluated.items()}, similarity, evaluated)
-            metrics = memo[dropped]
+            mask = spec.mask(dim, profile)
+            if mask.dropped not in memo:
+                memo[mask.dropped] = task.score({k: mask.remove(m) for k, m in evaluated.items()}, similarity, evaluated)
+            metrics = memo[mask.dropped]
         yield spec, metrics
 
 
 def make_records(encoder: Encoder, task: Task, settings: dict, cell: Cell, metrics: dict[str, float], dim: int,
-                 limits: Limits, seconds: float) -> list[Record]:
+                 limits: Limits, seconds: float, profile: Profile | None = None) -> list[Record]:
     spec: DropSpec = cell.payload[1]
-    mask = None if spec.kind == "pca" else spec.mask(dim)
+    mask = None if spec.kind == "pca" else spec.mask(dim, profile)
+    drop = drop_fields(spec, mask, dim)
     common = {"run_id": cell.run_id, "track": "encoder", "model": encoder.spec.alias, "model_id": encoder.model_id,
               "revision": encoder.revision, "task": task.name, "settings_id": settings_id(settings),
-              **drop_fields(spec, mask, dim), "limit": limits.limit, **provenance.stamp(), "seconds": round(seconds, 4)}
+              **drop, "limit": limits.limit, **provenance.stamp(), "seconds": round(seconds, 4)}
     extra = {"similarity": encoder.spec.similarity, "task_kind": task.kind, "split": task.split, "n_eval": task.n_eval(),
              "data": settings["data"], "protocol": task.protocol(), "limits": limits.as_dict(),
-             "k_percent": round(100 * spec.n_drop(dim) / dim if spec.ratio is None else float(spec.ratio) * 100, 6),
-             "keep_dims": dim - spec.n_drop(dim)}
+             "k_percent": round(100 * drop["n_dropped"] / dim if spec.ratio is None else float(spec.ratio) * 100, 6),
+             "keep_dims": dim - drop["n_dropped"],
+             **({"calibration": profile.describe()} if spec.needs_profile else {})}
     return [Record(**common, metric=name, value=float(value), main=name == task.main_metric, extra=extra)
             for name, value in metrics.items()]
 
@@ -118,16 +132,19 @@ class EncoderCompute:
     def __call__(self, cells: list[Cell]) -> Iterator[Computed]:
         task: Task = cells[0].payload[0]
         specs = [c.payload[1] for c in cells]
+        needs_profile = any(s.needs_profile for s in specs)
         start = time.perf_counter()
-        embeddings = encode_sets(self.encoder, task, self.cache, any(s.kind == "pca" for s in specs))
+        embeddings = encode_sets(self.encoder, task, self.cache, needs_profile or any(s.kind == "pca" for s in specs))
         self.seconds["encode"] += time.perf_counter() - start
         dim = next(iter(embeddings.values())).shape[1]
         settings = task_settings(self.encoder, task)
+        profile = Profile.of(embeddings[task.fit_set], fit_calibration(task)) if needs_profile else None
         last = time.perf_counter()
-        for cell, (spec, metrics) in zip(cells, score_specs(task, embeddings, self.encoder.spec.similarity, specs)):
+        for cell, (spec, metrics) in zip(cells, score_specs(task, embeddings, self.encoder.spec.similarity, specs,
+                                                            profile)):
             now = time.perf_counter()
             self.seconds["score"] += now - last
-            records = make_records(self.encoder, task, settings, cell, metrics, dim, self.limits, now - last)
+            records = make_records(self.encoder, task, settings, cell, metrics, dim, self.limits, now - last, profile)
             yield cell, records, {"settings.json": cell.key}
             last = time.perf_counter()
         self.log(f"{self.encoder.spec.alias} {task.name}: {len(cells)} conditions scored (encode "

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from llmtrunc import provenance
 from llmtrunc.data import ENV_VAR, find_data_dir
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm.calibration import Calibration
 from llmtrunc.llm.models import ModelRef
 from llmtrunc.llm.tasks import TaskRef, fingerprint, metadata, standard_name, task_manager
 from llmtrunc.record import Record, cell_key, drop_fields, settings_id
@@ -43,6 +44,7 @@ class RunSettings:
     device: str = "cpu"
     include_paths: tuple[str, ...] = ()
     extra_model_args: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration = Calibration()  # only profile-based drops' cells depend on it (llmtrunc.record.cell_key)
 
     def key(self) -> dict[str, Any]:
         return {"pretrained": self.model.pretrained, "gguf_file": self.model.gguf_file, "revision": self.revision,
@@ -68,14 +70,16 @@ class LLMCell:
 
 def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[DropSpec],
               positions: list[str]) -> list[Cell]:
-    """The grid in its canonical order (model, task, drop, position); `none` once per model and task."""
+    """The grid in its canonical order (model, task, drop, position); `none` once per model and task.
+    Profile-based drops read their calibration file here, so a missing one fails before any model loads."""
     cells = []
     for run in settings:
+        calibration = run.calibration.key() if any(s.needs_profile for s in specs) else None
         for task in tasks:
             for spec in specs:
                 for at in positions[:1] if spec.kind == "none" else positions:
                     payload = LLMCell(run, task, spec, at)
-                    key = cell_key(payload.task_settings, spec, at)
+                    key = cell_key(payload.task_settings, spec, at, calibration)
                     cells.append(Cell(key, (run.model.name, task.name, spec.name, at if spec.kind != "none" else ""),
                                       (run.model.name, task.lm_eval_name), payload))
     return cells
@@ -93,6 +97,7 @@ def load_lm(settings: RunSettings, lm_class=None):
         "batch_size": settings.batch_size,
         "device": settings.device,
         **({"quantization": settings.quantization} if settings.quantization else {}),
+        "calibration": settings.calibration,
         **settings.extra_model_args,
     }
     try:
@@ -129,8 +134,10 @@ def item_values(results: dict, samples: dict, lm_task: str, metric: str, filt: s
     return [int(v) if v.is_integer() else v for v in items]
 
 
-def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float, shared: bool) -> list[Record]:
-    """lm-eval's results dict -> one record per (task, metric, filter), with its per-item values."""
+def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float, shared: bool,
+               calibration: dict | None = None) -> list[Record]:
+    """lm-eval's results dict -> one record per (task, metric, filter), with its per-item values;
+    `calibration`: the profile a profile-based mask was resolved against (llmtrunc.profile.Profile.describe)."""
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
@@ -142,7 +149,8 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     }
     extra = {"gguf_file": run.model.gguf_file, "dtype": run.dtype, "quantization": run.quantization,
              "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs,
-             "batch_size": run.batch_size, "device": run.device, "compute": "shared" if shared else "separate"}
+             "batch_size": run.batch_size, "device": run.device, "compute": "shared" if shared else "separate",
+             **({"calibration": calibration} if calibration else {})}
     records = []
     for lm_task, metrics in results["results"].items():
         higher = results.get("higher_is_better", {}).get(lm_task, {})
@@ -227,8 +235,8 @@ class LLMCompute:
 
         probe_environment_once()
         first = self.lm_for(cells[0].payload)
-        for cell in cells:  # every mask of the group checked against the model before anything runs
-            cell.payload.spec.mask(first.hidden_size)
+        for cell in cells:  # every mask of the group resolved against the model (and its profiles) before anything runs
+            first.mask_for(cell.payload.spec, cell.payload.at)
         tasks = built_tasks(cells[0].payload)  # one task build for every condition of the group
         if hasattr(first, "share"):
             first.share([(c.payload.spec, c.payload.at) for c in cells])
@@ -237,6 +245,7 @@ class LLMCompute:
                 job: LLMCell = cell.payload
                 lm = self.lm_for(job)
                 mask = lm.set_drop(job.spec, job.at)
+                calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
                 start = time.perf_counter()
                 results = lm_eval.simple_evaluate(  # samples always: the records keep per-item values
                     model=lm, tasks=tasks, num_fewshot=job.settings.num_fewshot, limit=job.settings.limit,
@@ -251,7 +260,7 @@ class LLMCompute:
                     files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n"
                                                              for r in rows)
                 yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start,
-                                       bool(getattr(lm, "shared", False))), files
+                                       bool(getattr(lm, "shared", False)), calibration), files
         finally:
             if hasattr(self._lm, "clear_cache"):
                 self._lm.clear_cache()  # the shared body's states and continuations belong to one task

@@ -46,6 +46,10 @@ def check_exportable(spec: DropSpec, at: str) -> None:
         raise LLMTruncError(f"unknown position {at!r}: choose post-norm or pre-norm")
     if spec.kind == "pca":
         raise LLMTruncError("pca:K is an encoder-only projection, not a set of LM-head columns: it cannot be exported")
+    if spec.needs_profile:
+        raise LLMTruncError(f"{spec.name} resolves against the model's activation profile, which export and the vLLM "
+                            "backend do not compute: run it with the HF backend, or export its recorded "
+                            "dropped_indices as indices:FILE")
 
 
 def drop_metadata(spec: DropSpec, indices: tuple[int, ...], hidden: int, at: str,

@@ -1,43 +1,85 @@
 """`hf-trunc`: lm-eval's HF model with dimensions of the final hidden state zeroed.
 
 Follows lm-eval's own `steered` model: a subclass of HFLM that hooks the loaded model. It takes
-`drop=` (a drop spec), `at=` (post-norm | pre-norm), `seed=` and `quantization=` (bnb-8bit | bnb-4bit)
-in model_args, and accepts
+`drop=` (a drop spec), `at=` (post-norm | pre-norm), `seed=`, `quantization=` (bnb-8bit | bnb-4bit),
+`calibration=` (a text file) and `calibration_tokens=` in model_args, and accepts
 llmtrunc's model aliases as `pretrained=`. With `drop=none` no hook is attached at all, so the
-computation is plain lm-eval HF, bit for bit.
+computation is plain lm-eval HF, bit for bit. Profile-based drops (outliers, top:K ...) resolve
+against the loaded model's activation profile at their position (llmtrunc.llm.calibration),
+computed or read from the profile cache once per position.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from llmtrunc.llm import hooks
+from llmtrunc.llm.calibration import Calibration, model_profile
 from llmtrunc.llm.models import MODELS, resolve_model
 from llmtrunc.llm.quantization import QuantizedLoadMixin
+from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 
 @register_model("hf-trunc")
 class HFTruncLM(QuantizedLoadMixin, HFLM):
-    def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None, **kwargs):
+    def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None,
+                 calibration: str | Calibration | None = None, calibration_tokens: int | None = None, **kwargs):
         if isinstance(pretrained, str) and pretrained in MODELS:
             ref = resolve_model(pretrained)
             pretrained = ref.pretrained
             if ref.gguf_file:
                 kwargs.setdefault("gguf_file", ref.gguf_file)
+        spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
+        self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.of(calibration,
+                                                                                                  calibration_tokens)
+        # what names the loaded weights in the profile cache (the loaded dtype is added there); a model
+        # object passed in has no name that pins its weights, so its profiles are never cached
+        self.identity = {"pretrained": pretrained, "gguf_file": kwargs.get("gguf_file"),
+                         "revision": kwargs.get("revision", "main"),
+                         "quantization": kwargs.get("quantization")} if isinstance(pretrained, str) else None
         super().__init__(pretrained=pretrained, **kwargs)
         self.drop_hooks: hooks.Truncation | None = None  # not `truncation`: HFLM uses that name
-        spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
+        self.profiles: dict[str, Profile] = {}
         self.set_drop(spec, at)
 
     @property
     def hidden_size(self) -> int:
         return hooks.hidden_size(self.model)
 
+    def profile(self, at: str) -> Profile:
+        """The model's activation profile at `at`, computed without any drop hooks (or cached) once per position."""
+        if at not in self.profiles:
+            with self._without_drop_hooks():
+                self.profiles[at] = model_profile(self.model, self.tokenizer, self.identity, self.calibration, at,
+                                                  self.max_length)
+        return self.profiles[at]
+
+    def mask_for(self, spec: DropSpec, at: str) -> Mask:
+        """The dimensions `spec` drops at `at`, against this model's profile where the spec needs one."""
+        hooks.check_position(at)
+        return spec.mask(self.hidden_size, self.profile(at) if spec.needs_profile else None)
+
+    @contextmanager
+    def _without_drop_hooks(self):
+        """The current drop's hooks step aside (shared decoding applies every row's own mask; profiles
+        read the untouched states) and come back as they were."""
+        if self.drop_hooks is None:
+            yield
+            return
+        mask, at = self.drop_hooks.mask, self.at
+        self.drop_hooks.remove()
+        try:
+            yield
+        finally:
+            self.drop_hooks = hooks.attach(self.model, mask, at)
+
     def set_drop(self, spec: DropSpec, at: str = "post-norm") -> Mask:
         """Replace the current truncation (one model load serves many drop conditions)."""
-        replacement = hooks.attach(self.model, spec.mask(self.hidden_size), at)  # validates before any change
+        replacement = hooks.attach(self.model, self.mask_for(spec, at), at)  # validates before any change
         if self.drop_hooks is not None:
             self.drop_hooks.remove()
         self.drop, self.at, self.drop_hooks = spec, at, replacement

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from llmtrunc.llm import generation, hooks
+from llmtrunc.llm import generation
 from llmtrunc.llm.architectures import for_model
 from llmtrunc.llm.hf_trunc import HFTruncLM
 from llmtrunc.spec import DropSpec
@@ -58,7 +58,7 @@ class SharedBodyLM(HFTruncLM):
         """Decode these conditions together from one prefill per prompt, until `clear_cache`."""
         sharing = {}
         for spec, at in conditions:
-            condition = generation.Condition(spec.mask(self.hidden_size), at)
+            condition = generation.Condition(self.mask_for(spec, at), at)
             sharing.setdefault(condition.name, condition)
         self._sharing = list(sharing.values())
 
@@ -143,16 +143,6 @@ class SharedBodyLM(HFTruncLM):
             kwargs = generation.generation_kwargs(self.model, context, attention_mask)
             kwargs["cache"] = cache
             kept["batch"] = generation.Prefill(context, cache, seen[0][:, -1:].detach(), kwargs)
-
-    @contextmanager
-    def _without_drop_hooks(self):
-        """The shared decoder applies every row's own mask: the current condition's hooks step aside."""
-        mask, at = self.drop_hooks.mask, self.at
-        self.drop_hooks.remove()
-        try:
-            yield
-        finally:
-            self.drop_hooks = hooks.attach(self.model, mask, at)
 
     def _body_batch(self, keys: list[tuple[tuple[int, ...], int]]) -> None:
         """Run the decoder stack on right-padded inputs; keep pre-norm states at the scored positions."""

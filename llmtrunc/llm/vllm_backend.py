@@ -137,6 +137,9 @@ def _trunc_vllm_class():
         def hidden_size(self) -> int:
             return self.mask.dim
 
+        def mask_for(self, spec: DropSpec, at: str) -> Mask:
+            return spec.mask(self.hidden_size)  # profile-based drops never get here (check_exportable)
+
         def set_drop(self, spec: DropSpec, at: str = "post-norm") -> Mask:
             if spec != self.drop or (spec.kind != "none" and at != self.at):
                 raise LLMTruncError(f"this vLLM engine holds drop {self.drop.name} in its weights, not {spec.name} "

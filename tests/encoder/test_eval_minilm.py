@@ -187,3 +187,42 @@ def test_report_from_store(minilm, tmp_path, data_dir):
     assert "stsb" in text and "±" in text
     recorded = set(ResultsStore(tmp_path / "results").records()["command"])
     assert len(recorded) == 1 and recorded.pop() in text  # the command behind the records, with no flag needed
+
+
+def test_outlier_and_magnitude_drops_resolve_on_the_fit_side(minilm, tmp_path, data_dir):
+    from llmtrunc.encoder.analysis import metrics as M
+    from llmtrunc.encoder.evaluate import encode_sets
+    from llmtrunc.encoder.tasks import resolve_task
+
+    specs = expand_grid(["outliers", "top:10%", "random:outliers", "random:10%!outliers"], None, [0, 1])
+    outcome = _run(minilm, tmp_path, ["scifact", "stsb"], specs, data_dir=data_dir)
+    by_cell = {(r["task"], r["drop"]): r for r in outcome.records if r["main"]}
+    cache = EmbeddingCache(tmp_path / "cache")
+    for name, fit_set in (("scifact", "corpus"), ("stsb", "fit")):  # stsb's fit side is encoded only for a fit
+        task = resolve_task(name, data_dir, SMALL)
+        fit = encode_sets(minilm, task, cache, with_fit=True)[fit_set].astype(np.float64)
+        outliers = M.outlier_dimensions(fit).tolist()
+        top = np.argsort(-np.abs(fit).mean(axis=0), kind="stable")[:38]  # floor(0.1 * 384)
+        removed = by_cell[(name, "outliers")]
+        assert removed["dropped_indices"] == outliers and removed["calibration"]["outliers"] == outliers
+        assert removed["calibration"]["source"] == f"{name}:{fit_set}"
+        assert removed["calibration"]["rows"] == len(fit) and removed["calibration"]["n_outliers"] == len(outliers)
+        assert by_cell[(name, "top:10%")]["dropped_indices"] == sorted(top.tolist())
+        assert by_cell[(name, "random:outliers@1")]["n_dropped"] == len(outliers)
+        assert not set(by_cell[(name, "random:10%!outliers@0")]["dropped_indices"]) & set(outliers)
+        assert "calibration" not in by_cell[(name, "none")]
+    assert by_cell[("scifact", "outliers")]["drop_kind"] == "outliers"
+    assert by_cell[("scifact", "random:10%!outliers@0")]["drop_kind"] == "random!outliers"
+
+
+def test_cli_outliers_and_top_k(tmp_path, data_dir, capsys):
+    from llmtrunc.commands import encoder as command
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["encoder", "eval", "--results-dir", str(tmp_path / "res"), "--cache-dir",
+                              str(tmp_path / "cache"), "--tasks", "stsb", "--limit", "20", "--max-train", "40",
+                              "--drop", "outliers,top:10%", "--json"])
+    assert args.func(args) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines() if l.startswith("{")]
+    assert [l["drop"] for l in lines] == ["none", "outliers", "top:10%"]

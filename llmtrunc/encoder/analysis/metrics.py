@@ -9,12 +9,15 @@ isoscore(x)          IsoScore (Rudman et al. 2022) as the PyPI package IsoScore 
                      the package itself (torch) for the cross-check.
 corr_mean(x)         mean |Pearson r| over pairs of distinct dimensions (constant dimensions skipped).
 outlier_dimensions(x) dimensions whose mean value over the rows lies beyond +-3 standard deviations of the
-                     mean vector's values (mean and std taken over dimensions).
+                     mean vector's values (mean and std taken over dimensions): llmtrunc.profile's rule, the
+                     one that the `outliers` drop spec resolves with in both tracks.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from llmtrunc.profile import outlier_dims
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -73,5 +76,4 @@ def corr_mean(x: np.ndarray) -> float:
 
 
 def outlier_dimensions(x: np.ndarray, n_std: float = 3.0) -> np.ndarray:
-    mean = np.asarray(x, dtype=np.float64).mean(axis=0)
-    return np.flatnonzero(np.abs(mean - mean.mean()) > n_std * mean.std())
+    return outlier_dims(np.asarray(x, dtype=np.float64).mean(axis=0), n_std)
