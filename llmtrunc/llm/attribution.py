@@ -18,9 +18,11 @@ whose states are bitwise equal (the first answer token of every choice of a ques
 
 Softcapped logits (Gemma 2/3: c tanh(L / c)) are no rank-1 update and are refused. The metric is lm-eval's
 multiple-choice acc / acc_norm (argmax over the choices of the summed log-likelihood, unnormalised or divided
-by the choice's length in characters), the gold choices as lm-eval's own `process_results` decides them; the
-selection (the K% most degrading / improving / random dimensions removed together) is scored exactly by the
-shared body's LM-head scoring with the multi-dimension mask's hooks in place.
+by the choice's length in characters), the gold choices as lm-eval's own `process_results` decides them. The
+selection (the K% most degrading / improving / random dimensions removed together) is scored exactly too, from
+the same kept rows: a set's logits follow from the previous set's (the K grid's sets are nested), from the full
+logits or from the kept columns, by whichever columns are fewest (a full LM-head pass per selection would cost
+several times the attribution).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ from tqdm import tqdm
 
 from llmtrunc import provenance
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm import hooks
 from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, probe_environment_once
 from llmtrunc.llm.tasks import TaskRef, task_manager
 from llmtrunc.record import Record, cell_key, drop_fields, settings_id
@@ -48,7 +49,7 @@ from llmtrunc.spec import DropSpec, Mask
 TRACK = "llm-analysis"
 ORDER = 11  # Taylor terms K (K + 1 even): the (K+1)-th moment bounds the remainder
 METHOD = f"rank-1 post-norm removal, exp moments to order {ORDER} with remainder bound, direct logsumexp beyond"
-ROWS = 1024  # unique positions per moment pass (bounds the vocabulary-sized probabilities in memory)
+ROWS = 1024  # unique positions per moment pass: bounds the vocabulary-sized probabilities in memory
 
 
 @dataclass
@@ -62,71 +63,120 @@ class SingleRemovals:
 
 
 def check_supported(model, arch) -> None:
+    """Refuse, in one line, what the rank-1 update does not describe."""
     if arch.softcap(model):
         raise LLMTruncError(f"{arch.family} softcaps its logits (c tanh(L / c)): removing one dimension is no "
                             "rank-1 update of them, so attribution does not support it")
 
 
-def single_removals(model, arch, states: list[torch.Tensor], targets: list[list[int]],
-                    bar: tqdm | None = None) -> SingleRemovals:
-    """The log-likelihood of each request's targets (at its pre-norm `states`) with every post-norm dimension
-    removed alone; `bar` counts the ORDER + 2 moment passes, then the pairs computed directly."""
-    check_supported(model, arch)
-    bar = bar if bar is not None else tqdm(disable=True)
-    bar.total = ORDER + 2
-    rows = torch.cat(states)
-    unique, where = torch.unique(rows, dim=0, return_inverse=True)
-    with torch.no_grad():
-        normed = arch.find(model, "final_norm")(unique)
-        logits = arch.find(model, "lm_head")(normed)
-        weight = arch.find(model, "lm_head").weight
-    dtype = torch.promote_types(logits.dtype, torch.float32)
-    logits, normed, weight = logits.to(dtype), normed.to(dtype), weight.detach().to(dtype)
-    lse = torch.logsumexp(logits, dim=-1)
-    scale = weight.abs().amax(dim=0)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero column changes nothing
-    a = normed * scale  # (U, d): the removal's coefficient in units of the column's largest entry
-    log_s, bad = _moments(logits, lse, weight / scale, a, bar)
-    lse_removed = lse[:, None] + log_s
-    pairs = bad.nonzero().tolist()
-    bar.total += len(pairs)
-    bar.refresh()
-    columns = weight.T.contiguous()
-    for start in range(0, len(pairs), 64):
-        chunk = torch.tensor(pairs[start: start + 64]).reshape(-1, 2)
-        u, j = chunk[:, 0], chunk[:, 1]
-        lse_removed[u, j] = torch.logsumexp(logits[u] - normed[u, j, None] * columns[j], dim=-1)
-        bar.update(len(chunk))
-    target = torch.tensor([t for ts in targets for t in ts], dtype=torch.long)
-    picked = logits[where, target]  # (P,)
-    base = picked - lse[where]
-    removed = picked[:, None] - normed[where] * weight[target] - lse_removed[where]
-    request = torch.repeat_interleave(torch.arange(len(states)), torch.tensor([len(ts) for ts in targets]))
-    sums = torch.zeros(len(states), removed.shape[1], dtype=torch.float64).index_add_(0, request, removed.double())
-    base_sums = torch.zeros(len(states), dtype=torch.float64).index_add_(0, request, base.double())
-    return SingleRemovals(base_sums.numpy(), sums.numpy(), len(pairs), bad.numel())
+class KeptRows:
+    """One task's kept requests as the LM head sees them: the unique post-norm states, their full logits, and
+    per scored position its row and target. Every removal is computed from these, never from the body."""
+
+    def __init__(self, model, arch, states: list[torch.Tensor], targets: list[list[int]]):
+        check_supported(model, arch)
+        unique, self.where = torch.unique(torch.cat(states), dim=0, return_inverse=True)
+        head = arch.find(model, "lm_head")
+        with torch.no_grad():
+            normed = arch.find(model, "final_norm")(unique)
+            logits = head(normed)
+        self.dtype, device = torch.promote_types(logits.dtype, torch.float32), logits.device
+        self.logits, self.normed = logits.to(self.dtype), normed.to(self.dtype)
+        self.weight = head.weight.detach().to(self.dtype)
+        self.columns = self.weight.T.contiguous()  # (d, vocab): a dimension's column as one contiguous row
+        self.bias = None if getattr(head, "bias", None) is None else head.bias.detach().to(self.dtype)
+        self.lse = logsumexp_(self.logits.clone())
+        self.target = torch.tensor([t for ts in targets for t in ts], dtype=torch.long, device=device)
+        self.request = torch.repeat_interleave(torch.arange(len(states), device=device),
+                                               torch.tensor([len(ts) for ts in targets], device=device))
+        self.n_requests = len(states)
+
+    @property
+    def dim(self) -> int:
+        return self.weight.shape[1]
+
+    def _sums(self, per_position: torch.Tensor) -> np.ndarray:
+        """Per-position log-probabilities (P, ...) summed per request (requests, ...), in float64."""
+        out = torch.zeros((self.n_requests, *per_position.shape[1:]), dtype=torch.float64, device=per_position.device)
+        return out.index_add_(0, self.request, per_position.double()).cpu().numpy()
+
+    def removed_sets(self, sets: list, bar: tqdm | None = None) -> list[np.ndarray]:
+        """Per request, for each of `sets` of dimensions: its log-likelihood with them zeroed at the LM head's
+        input, exactly. A set's logits follow from the previous set's by the columns that differ, from the full
+        logits by its own columns, or from its kept columns alone, whichever are fewest: nested sets (the top K%
+        of a ranking, the first K% of a seed's permutation) cost one K step each. `bar` counts sets x row chunks."""
+        sets = [sorted(set(dims)) for dims in sets]
+        bar = bar if bar is not None else tqdm(disable=True)
+        bar.total = -(-len(self.logits) // ROWS) * len(sets)
+        out = torch.empty(len(sets), len(self.target), dtype=self.dtype, device=self.lse.device)
+        for i in range(0, len(self.logits), ROWS):
+            normed, mine = self.normed[i: i + ROWS], (self.where >= i) & (self.where < i + ROWS)
+            current, previous = None, None
+            for n, dims in enumerate(sets):
+                kept = sorted(set(range(self.dim)) - set(dims))
+                dropped, restored = (sorted(set(dims) - previous), sorted(previous - set(dims))) if previous else ([], [])
+                if previous is not None and len(dropped) + len(restored) <= min(len(dims), len(kept)):
+                    current.addmm_(normed[:, dropped], self.columns[dropped], alpha=-1)
+                    current.addmm_(normed[:, restored], self.columns[restored])
+                elif len(dims) <= len(kept):
+                    current = torch.addmm(self.logits[i: i + ROWS], normed[:, dims], self.columns[dims], alpha=-1)
+                else:
+                    current = normed[:, kept] @ self.columns[kept]
+                    current = current if self.bias is None else current + self.bias
+                previous = set(dims)
+                lse = logsumexp_(current.clone())
+                out[n, mine] = current[self.where[mine] - i, self.target[mine]] - lse[self.where[mine] - i]
+                bar.update()
+        return [self._sums(per_position) for per_position in out]
+
+    def single_removals(self, bar: tqdm | None = None) -> SingleRemovals:
+        """The log-likelihood of each request with nothing removed, and with every post-norm dimension removed
+        alone; `bar` counts the moment passes (ORDER + 1 per ROWS unique positions), then the direct pairs."""
+        logits, normed, weight, lse = self.logits, self.normed, self.weight, self.lse
+        scale = weight.abs().amax(dim=0)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero column changes nothing
+        unit = weight / scale
+        a = normed * scale  # (U, d): the removal's coefficient in units of the column's largest entry
+        bar = bar if bar is not None else tqdm(disable=True)
+        bar.total = -(-len(logits) // ROWS) * (ORDER + 1)
+        parts = [_moments(logits[i: i + ROWS], lse[i: i + ROWS], unit, a[i: i + ROWS], bar)
+                 for i in range(0, len(logits), ROWS)]
+        lse_removed = lse[:, None] + torch.cat([log_s for log_s, _ in parts])
+        bad = torch.cat([b for _, b in parts])
+        pairs = bad.nonzero()
+        bar.total += len(pairs)
+        bar.refresh()
+        for start in range(0, len(pairs), 64):
+            u, j = pairs[start: start + 64].T
+            lse_removed[u, j] = logsumexp_(logits[u] - normed[u, j, None] * self.columns[j])
+            bar.update(len(u))
+        picked = logits[self.where, self.target]  # (P,)
+        removed = picked[:, None] - normed[self.where] * weight[self.target] - lse_removed[self.where]
+        return SingleRemovals(self._sums(picked - lse[self.where]), self._sums(removed), len(pairs), bad.numel())
+
+
+def logsumexp_(x: torch.Tensor) -> torch.Tensor:
+    """logsumexp over the last axis, overwriting `x`: in place it runs about 3x faster than torch.logsumexp on a
+    CPU, and the vocabulary-sized passes of the selection and the direct pairs are most of their cost."""
+    top = x.amax(dim=-1, keepdim=True)
+    return (top + x.sub_(top).exp_().sum(dim=-1, keepdim=True).log())[..., 0]
 
 
 def _moments(logits, lse, unit, a, bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
-    """log S (U, d) from the Taylor moments, and where the remainder bound exceeds the dtype's epsilon."""
+    """For some unique positions: log S (rows, d) from the Taylor moments, and where the remainder bound exceeds
+    the dtype's epsilon (those pairs are computed directly)."""
     tiny, eps = torch.finfo(unit.dtype).tiny, torch.finfo(unit.dtype).eps
-    s = torch.ones_like(a)
-    term = torch.ones_like(a)
-    power = torch.ones_like(unit)
-    bound = None
-    probs = [torch.exp(logits[i: i + ROWS] - lse[i: i + ROWS, None]) for i in range(0, len(logits), ROWS)]
-    for p in probs:
-        p.masked_fill_(p < tiny, 0)  # no subnormals: they slow matrix products by orders of magnitude
-    bar.update()
-    for k in range(1, ORDER + 2):
-        power.mul_(unit).masked_fill_(power.abs() < tiny, 0)  # dropped mass < tiny, far below eps
-        moment = torch.cat([p @ power for p in probs])
-        if k <= ORDER:
-            term = term * (-a) / k
-            s += term * moment
-        else:
-            bound = a.abs() ** k * moment * torch.exp(a.abs()) / math.factorial(k)
+    probs = torch.exp(logits - lse[:, None])
+    probs.masked_fill_(probs < tiny, 0)  # no subnormals: they slow matrix products by orders of magnitude
+    s, term, power = torch.ones_like(a), torch.ones_like(a), torch.ones_like(unit)
+    for k in range(1, ORDER + 1):
+        power.mul_(unit).masked_fill_(power.abs() < tiny, 0)  # the mass dropped is below tiny, far below eps
+        term = term * (-a) / k
+        s += term * (probs @ power)
         bar.update()
+    power.mul_(unit).masked_fill_(power.abs() < tiny, 0)
+    bound = a.abs() ** (ORDER + 1) * (probs @ power) * torch.exp(a.abs()) / math.factorial(ORDER + 1)
+    bar.update()
     bad = ~(bound <= eps * s) | ~torch.isfinite(s)
     return torch.log(torch.where(bad, torch.ones_like(s), s)), bad
 
@@ -278,15 +328,15 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record]:
     choices = Choices.of(task, instances)
     baseline_seconds = time.perf_counter() - start
     start = time.perf_counter()
+    rows = kept_rows(lm, keys)
     with tqdm(desc="Attribution (moment passes, then direct pairs)", disable=lm.rank != 0) as bar:
-        single = single_removals(lm.model, lm.arch, [lm.kept(k) for k in keys],
-                                 [list(full[len(full) - n:]) for full, n in keys], bar)
+        single = rows.single_removals(bar)
     attribution_seconds = time.perf_counter() - start
     base = choices.scores(single.base)
     removed = choices.scores(single.removed.T)  # metric -> (d,)
     delta = {name: removed[name] - base[name] for name in base}
     start = time.perf_counter()
-    selection = select(lm, keys, choices, delta, job)
+    selection = select(rows, choices, delta, job, lm.rank != 0)
     selection_seconds = time.perf_counter() - start
     dim = lm.hidden_size
     seconds = {"baseline": round(baseline_seconds, 2), "attribution": round(attribution_seconds, 2),
@@ -332,27 +382,32 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record]:
 
 
 def selections(delta: dict[str, np.ndarray], dim: int, ks, seeds) -> list[tuple[str, int, int | None, tuple[int, ...]]]:
-    """(condition, K, seed, dims): at each K% the most degrading and most improving dimensions (by acc, ties by
-    the gold log-likelihood), and K% random dimensions per seed (the draw of random:K%@seed)."""
+    """(condition, K, seed, dims): the most degrading and most improving dimensions (by acc, ties by the gold
+    log-likelihood) and random dimensions per seed (the draw of random:K%@seed), each over the K grid."""
+    chains = [("degrading", None), ("improving", None), *(("random", seed) for seed in seeds)]
     out = []
-    for k in ks:
-        n = n_drop(dim, k)
-        for which in ("degrading", "improving"):
-            out.append((which, k, None, tuple(ranked_selection(delta["acc"], which, n, delta["gold_loglikelihood"]))))
-        out += [("random", k, seed, Mask.random(dim, n, seed).dropped) for seed in seeds]
+    for condition, seed in chains:
+        for k in ks:
+            n = n_drop(dim, k)
+            dims = (Mask.random(dim, n, seed).dropped if condition == "random" else
+                    tuple(ranked_selection(delta["acc"], condition, n, delta["gold_loglikelihood"])))
+            out.append((condition, k, seed, dims))
     return out
 
 
-def select(lm, keys, choices: Choices, delta: dict[str, np.ndarray], job: AttributionJob) -> list[tuple]:
-    """Every selection removed together, scored exactly: its mask's hooks in place, the shared body's LM-head
-    scoring of the kept states. (condition, K, seed, dims, per-document metrics) each."""
-    out = []
-    for condition, k, seed, dims in tqdm(selections(delta, lm.hidden_size, job.ks, job.seeds), desc="Selection",
-                                          disable=lm.rank != 0):
-        with hooks.truncated(lm.model, Mask.of(lm.hidden_size, dims)):
-            lls = np.array([ll for ll, _ in lm.score_kept(keys)])
-        out.append((condition, k, seed, dims, choices.items(lls)))
-    return out
+def select(rows: KeptRows, choices: Choices, delta: dict[str, np.ndarray], job: AttributionJob,
+           quiet: bool = False) -> list[tuple]:
+    """Every selection removed together, scored exactly from the kept rows: (condition, K, seed, dims,
+    per-document metrics) each."""
+    chosen = selections(delta, rows.dim, job.ks, job.seeds)
+    with tqdm(desc="Selection", disable=quiet) as bar:
+        lls = rows.removed_sets([dims for *_, dims in chosen], bar)
+    return [(*selection, choices.items(ll)) for selection, ll in zip(chosen, lls)]
+
+
+def kept_rows(lm, keys) -> KeptRows:
+    """The shared body's kept states of `keys` and their continuation tokens, as the LM head scores them."""
+    return KeptRows(lm.model, lm.arch, [lm.kept(k) for k in keys], [list(full[len(full) - n:]) for full, n in keys])
 
 
 def selection_drop(condition: str, k: int, seed: int | None, dims, dim: int) -> dict:

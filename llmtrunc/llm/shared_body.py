@@ -188,11 +188,29 @@ class SharedBodyLM(HFTruncLM):
         if self.drop.kind == "none":
             return self._plain_and_capture(requests, keys, disable_tqdm, override_bs)
         self._run_body(keys, disable_tqdm)
-        results = self.score_kept(keys)
-        for (request, _, _), answer in zip(requests, results):
-            if request is not None:
-                self.cache_hook.add_partial("loglikelihood", request, answer)
+        results = []
+        for chunk in self._score_chunks(list(zip(requests, keys))):
+            # one head call per chunk: per-request calls cost more than the body for short continuations
+            logprobs = self._head_logprobs(torch.cat([self._states[key] for _, key in chunk]))
+            targets = torch.tensor([t for (_, _, cont), _ in chunk for t in cont], dtype=torch.long, device=logprobs.device)
+            hits = (logprobs.argmax(dim=-1) == targets).tolist()
+            picked = logprobs.gather(-1, targets[:, None])[:, 0]
+            offset = 0
+            for (request, _, continuation_enc), key in chunk:
+                end = offset + key[1]
+                answer = (float(picked[offset:end].sum()), all(hits[offset:end]))
+                offset = end
+                results.append(answer)
+                if request is not None:
+                    self.cache_hook.add_partial("loglikelihood", request, answer)
         return results
+
+    def _run_body(self, keys, disable_tqdm: bool) -> None:
+        missing = sorted({k for k in keys if k not in self._states}, key=lambda k: -len(k[0]))
+        size = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8
+        for start in tqdm(range(0, len(missing), size), disable=disable_tqdm or self.rank != 0,
+                          desc="Running shared body"):
+            self._body_batch(missing[start: start + size])
 
     def keep(self, requests) -> list[tuple[tuple[int, ...], int]]:
         """The keys (input token ids, continuation length) of loglikelihood Instances, tokenised by lm-eval's own
@@ -209,30 +227,6 @@ class SharedBodyLM(HFTruncLM):
     def kept(self, key: tuple[tuple[int, ...], int]) -> torch.Tensor:
         """The pre-norm states that score a kept request's continuation (one row per continuation token)."""
         return self._states[key]
-
-    def _run_body(self, keys, disable_tqdm: bool) -> None:
-        missing = sorted({k for k in keys if k not in self._states}, key=lambda k: -len(k[0]))
-        size = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8
-        for start in tqdm(range(0, len(missing), size), disable=disable_tqdm or self.rank != 0,
-                          desc="Running shared body"):
-            self._body_batch(missing[start: start + size])
-
-    def score_kept(self, keys: list[tuple[tuple[int, ...], int]]) -> list[tuple[float, bool]]:
-        """(log-likelihood, greedy) of kept requests under the hooks in place: final norm and LM head only."""
-        results = []
-        for chunk in self._score_chunks(keys):
-            # one head call per chunk: per-request calls cost more than the body for short continuations
-            logprobs = self._head_logprobs(torch.cat([self._states[key] for key in chunk]))
-            targets = torch.tensor([t for full, n in chunk for t in full[len(full) - n:]], dtype=torch.long,
-                                   device=logprobs.device)
-            hits = (logprobs.argmax(dim=-1) == targets).tolist()
-            picked = logprobs.gather(-1, targets[:, None])[:, 0]
-            offset = 0
-            for key in chunk:
-                end = offset + key[1]
-                results.append((float(picked[offset:end].sum()), all(hits[offset:end])))
-                offset = end
-        return results
 
     def _plain_and_capture(self, requests, keys, disable_tqdm: bool, override_bs: int | None):
         """lm-eval's own scoring (the baseline), keeping the body's states of every request on the way."""
@@ -258,11 +252,11 @@ class SharedBodyLM(HFTruncLM):
                     self.body_passes += 1
         return logits
 
-    def _score_chunks(self, keys: list) -> list[list]:
+    def _score_chunks(self, items: list) -> list[list]:
         """Consecutive requests grouped up to SCORE_TOKENS scored positions (a longer one stands alone)."""
         chunks, current, tokens = [], [], 0
-        for item in keys:
-            contlen = item[1]
+        for item in items:
+            contlen = item[1][1]
             if current and tokens + contlen > self.SCORE_TOKENS:
                 chunks.append(current)
                 current, tokens = [], 0

@@ -74,7 +74,7 @@ def test_scoring_in_small_chunks_gives_the_same_scores(lm, monkeypatch):
     lm.set_drop(parse_drop("last-half"))
     whole = lm.loglikelihood(requests)
     monkeypatch.setattr(lm, "SCORE_TOKENS", 2)  # chunks of one or two requests; longer ones alone
-    assert len(lm._score_chunks([(None, 3)] * 2 + [(None, 1)] * 3)) == 4
+    assert len(lm._score_chunks([(None, (None, 3))] * 2 + [(None, (None, 1))] * 3)) == 4
     for (ll_a, greedy_a), (ll_b, greedy_b) in zip(lm.loglikelihood(requests), whole):
         # float32 sums of ~60 nats: the head GEMM's row count changes the last bits (measured 1.9e-5)
         assert ll_a == pytest.approx(ll_b, rel=1e-6, abs=1e-5) and greedy_a == greedy_b
