@@ -12,7 +12,7 @@ import sys
 
 from llmtrunc.errors import LLMTruncError
 
-COMMANDS = ("models", "eval", "sweep", "report", "export", "encoder")
+COMMANDS = ("models", "eval", "sweep", "attribute", "report", "export", "encoder")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -30,6 +30,9 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
     (["eval", "--tasks", "arc_easy", "--data-dir", "/nonexistent/data"], "data directory not found"),
     (["eval", "--tasks", "arc_easy", "--limit", "0"], "--limit must be positive"),
     (["sweep", "--tasks", "arc_easy", "--drop", "random:50%", "--seeds", "0,x", "--dry-run"], "malformed --seeds '0,x'"),
+    (["attribute", "--model", "smollm2-135m"], "no tasks"),
+    (["attribute", "--tasks", "arc_easy", "--k", "0,50"], "--k values must lie in 1..99"),
+    (["attribute", "--tasks", "arc_easy", "--backend", "vllm"], "needs the hf backend"),
 ])
 def test_bad_input_is_one_line_and_nonzero(argv, message):
     proc = run_cli(*argv)
@@ -50,7 +53,7 @@ def test_help_explains_every_option(capsys):
         assert option in text
 
 
-@pytest.mark.parametrize("command", [["sweep"], ["report"], ["export"], ["encoder"], ["encoder", "eval"],
+@pytest.mark.parametrize("command", [["sweep"], ["attribute"], ["report"], ["export"], ["encoder"], ["encoder", "eval"],
                                      ["encoder", "analyze"], ["encoder", "train-simcse"], ["encoder", "report"]])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:

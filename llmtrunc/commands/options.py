@@ -42,6 +42,22 @@ def add_grid_options(parser: argparse.ArgumentParser, k_default: str | None = No
     parser.add_argument("--seed", type=int, default=None, help="one seed for random specs without @SEED (default 0)")
 
 
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    """--k/--seeds of an attribution's selection comparison (both tracks): K% most degrading / improving / random."""
+    parser.add_argument("--k", default="10,20,...,90", help="dropped percents of the attribution selection (1..99)")
+    parser.add_argument("--seeds", default="0-4", help="random-baseline seeds")
+
+
+def selection_options(args) -> tuple[list[int], list[int]]:
+    from llmtrunc.errors import LLMTruncError
+    from llmtrunc.spec import parse_int_list
+
+    ks = parse_int_list(args.k, "--k")
+    if any(not 0 < k < 100 for k in ks):
+        raise LLMTruncError("--k values must lie in 1..99")
+    return ks, parse_int_list(args.seeds, "--seeds")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """--shard/--dry-run: which cells of the grid this command runs."""
     parser.add_argument("--shard", default=None, help="i/n: run only the i-th of n contiguous blocks of cells")

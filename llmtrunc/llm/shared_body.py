@@ -46,6 +46,7 @@ class SharedBodyLM(HFTruncLM):
         self.shared = self.arch.shared_body and self.backend == "causal"  # hooks/<family>.yaml says it is exact
         self._states: dict[tuple[tuple[int, ...], int], torch.Tensor] = {}
         self._wanted: dict[tuple[int, ...], list[tuple[tuple[int, ...], int]]] | None = None
+        self._collected: list[tuple[tuple[int, ...], int]] | None = None  # `keep`: the keys lm-eval's tokenisation gives
         self._sharing: list[generation.Condition] = []  # conditions decoded together (one task's pending cells)
         self._generated: dict[tuple, torch.Tensor] = {}  # (condition, batch) -> continuation not yet asked for
         self.body_passes = 0  # requests whose body was computed (for tests and benchmarks)
@@ -171,13 +172,12 @@ class SharedBodyLM(HFTruncLM):
         for _, context_enc, continuation_enc in requests:
             full = tuple((context_enc + continuation_enc)[-(self.max_length + 1):])  # as HFLM truncates
             keys.append((full, len(continuation_enc)))
+        if self._collected is not None:
+            self._collected.extend(keys)
+            return []
         if self.drop.kind == "none":
             return self._plain_and_capture(requests, keys, disable_tqdm, override_bs)
-        missing = sorted({k for k in keys if k not in self._states}, key=lambda k: -len(k[0]))
-        size = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8
-        for start in tqdm(range(0, len(missing), size), disable=disable_tqdm or self.rank != 0,
-                          desc="Running shared body"):
-            self._body_batch(missing[start: start + size])
+        self._run_body(keys, disable_tqdm)
         results = []
         for chunk in self._score_chunks(list(zip(requests, keys))):
             # one head call per chunk: per-request calls cost more than the body for short continuations
@@ -194,6 +194,29 @@ class SharedBodyLM(HFTruncLM):
                 if request is not None:
                     self.cache_hook.add_partial("loglikelihood", request, answer)
         return results
+
+    def _run_body(self, keys, disable_tqdm: bool) -> None:
+        missing = sorted({k for k in keys if k not in self._states}, key=lambda k: -len(k[0]))
+        size = self.batch_size if isinstance(self.batch_size, int) and self.batch_size > 0 else 8
+        for start in tqdm(range(0, len(missing), size), disable=disable_tqdm or self.rank != 0,
+                          desc="Running shared body"):
+            self._body_batch(missing[start: start + size])
+
+    def keep(self, requests) -> list[tuple[tuple[int, ...], int]]:
+        """The keys (input token ids, continuation length) of loglikelihood Instances, tokenised by lm-eval's own
+        `loglikelihood`, with their states kept: the body runs for those not kept yet (llmtrunc.llm.attribution)."""
+        self._collected = []
+        try:
+            self.loglikelihood(requests, disable_tqdm=True)
+            keys = self._collected
+        finally:
+            self._collected = None
+        self._run_body(keys, disable_tqdm=True)
+        return keys
+
+    def kept(self, key: tuple[tuple[int, ...], int]) -> torch.Tensor:
+        """The pre-norm states that score a kept request's continuation (one row per continuation token)."""
+        return self._states[key]
 
     def _plain_and_capture(self, requests, keys, disable_tqdm: bool, override_bs: int | None):
         """lm-eval's own scoring (the baseline), keeping the body's states of every request on the way."""

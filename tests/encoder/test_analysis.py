@@ -7,6 +7,7 @@ from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
 from llmtrunc.encoder.tasks.retrieval import RetrievalTask
 from llmtrunc.encoder.tasks.sts import STSTask
+from llmtrunc.selection import ranked_selection, split_sets
 from llmtrunc.spec import Mask
 
 
@@ -96,10 +97,13 @@ def test_sts_attribution_equals_naive():
 
 def test_selection_helpers():
     delta = np.array([0.3, -0.1, 0.0, 0.2, -0.5])
-    sets = attr.split_sets(delta)
+    sets = split_sets(delta)
     assert sets["degrading"].tolist() == [0, 3] and sets["improving"].tolist() == [1, 4] and sets["neutral"].tolist() == [2]
-    assert attr.ranked_selection(delta, "degrading", 2) == [0, 3]
-    assert attr.ranked_selection(delta, "improving", 3) == [1, 2, 4]
+    assert ranked_selection(delta, "degrading", 2) == [0, 3]
+    assert ranked_selection(delta, "improving", 3) == [1, 2, 4]
+    tied = np.array([0.0, 0.1, 0.0, 0.0, -0.1])  # equal deltas ordered by the tie-break, the same way
+    assert ranked_selection(tied, "degrading", 2, tiebreak=np.array([1.0, 0.0, 3.0, 2.0, 0.0])) == [1, 2]
+    assert ranked_selection(tied, "improving", 2, tiebreak=np.array([1.0, 0.0, 3.0, 2.0, 0.0])) == [0, 4]
     base, scores = attr.naive_attribution(lambda d: float(sum(d)), 4)
     assert base == 0 and scores.tolist() == [0, 1, 2, 3]
 

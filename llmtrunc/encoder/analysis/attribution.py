@@ -193,15 +193,3 @@ def naive_attribution(score: Callable[[Sequence[int]], float], dim: int, dims: S
         if log and (n + 1) % 32 == 0:
             log(f"  attribution: {n + 1}/{len(dims)} dimensions")
     return base, np.array(out)
-
-
-def split_sets(delta: np.ndarray, tol: float = 0.0) -> dict[str, np.ndarray]:
-    """Degrading (removal improves: delta > tol), improving (delta < -tol) and neutral dimensions."""
-    return {"degrading": np.flatnonzero(delta > tol), "improving": np.flatnonzero(delta < -tol),
-            "neutral": np.flatnonzero(np.abs(delta) <= tol)}
-
-
-def ranked_selection(delta: np.ndarray, which: str, n: int) -> list[int]:
-    """The n most degrading (largest delta first) or most improving (smallest delta first) dimensions."""
-    order = np.argsort(-delta, kind="stable") if which == "degrading" else np.argsort(delta, kind="stable")
-    return sorted(int(j) for j in order[:n])

@@ -7,13 +7,12 @@ from llmtrunc.errors import LLMTruncError
 
 def register(sub) -> None:
     from llmtrunc.commands.encoder import add_encoder_options
-    from llmtrunc.commands.options import add_run_options
+    from llmtrunc.commands.options import add_run_options, add_selection_options
 
     p = sub.add_parser("analyze", help="outlier dims, anisotropy/collapse, dimension attribution, PCA vs random")
     add_encoder_options(p)
     p.add_argument("--analyses", default="outliers,anisotropy,attribution,pca", help="comma-separated: outliers, anisotropy, attribution, pca")
-    p.add_argument("--k", default="10,20,...,90", help="dropped percents for the attribution selection and PCA vs random")
-    p.add_argument("--seeds", default="0-4", help="random-baseline seeds")
+    add_selection_options(p)  # --k: also the PCA vs random grid
     p.add_argument("--attr-experiments", type=int, default=2, help="classification attribution: MTEB undersampling experiments per removal")
     p.add_argument("--max-rows", type=int, default=5000, help="rows (and positive pairs) sampled for the anisotropy metrics")
     add_run_options(p)
@@ -22,18 +21,15 @@ def register(sub) -> None:
 
 def cmd_analyze(args) -> int:
     from llmtrunc.commands.encoder import encoder_config
-    from llmtrunc.commands.options import execute, results_store
+    from llmtrunc.commands.options import execute, results_store, selection_options
     from llmtrunc.encoder.analysis.run import ANALYSES, AnalysisCompute, AnalyzeConfig, analysis_cells
-    from llmtrunc.spec import parse_int_list
 
     analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
     unknown = [a for a in analyses if a not in ANALYSES]
     if unknown or not analyses:
         raise LLMTruncError(f"unknown analysis {(unknown or ['(none)'])[0]!r}: use {', '.join(ANALYSES)}")
-    ks = parse_int_list(args.k, "--k")
-    if any(not 0 < k < 100 for k in ks):
-        raise LLMTruncError("--k values must lie in 1..99")
-    config = encoder_config(args, AnalyzeConfig, analyses=analyses, ks=ks, seeds=parse_int_list(args.seeds, "--seeds"),
+    ks, seeds = selection_options(args)
+    config = encoder_config(args, AnalyzeConfig, analyses=analyses, ks=ks, seeds=seeds,
                             attr_experiments=args.attr_experiments, max_rows=args.max_rows)
     encoder, tasks, cache = config.load()
     store = results_store(args)

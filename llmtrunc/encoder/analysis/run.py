@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -38,6 +37,7 @@ from llmtrunc.encoder.models import Encoder
 from llmtrunc.encoder.tasks import Limits, Task
 from llmtrunc.record import Record, cell_key, settings_id
 from llmtrunc.runner import Cell, Computed
+from llmtrunc.selection import n_drop, ranked_selection, split_sets
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 TRACK = "encoder-analysis"
@@ -51,11 +51,6 @@ class AnalyzeConfig(EncoderRunConfig):
     seeds: list[int] = field(default_factory=lambda: list(range(5)))
     attr_experiments: int = 2
     max_rows: int = 5000
-
-
-def n_drop(dim: int, k_percent: int) -> int:
-    """floor(K% of dim), exactly as a first/last/random:K% spec counts it."""
-    return DropSpec("random", Fraction(k_percent, 100), 0).n_drop(dim)
 
 
 def random_dims(dim: int, n: int, seed: int) -> tuple[int, ...]:
@@ -211,7 +206,7 @@ def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Ca
     attr_base, scores, method = attribution_deltas(ctx, config, log)
     seconds = time.perf_counter() - t0
     delta = scores - attr_base
-    sets = attr.split_sets(delta)
+    sets = split_sets(delta)
     metric = ctx.task.main_metric
     b = {"common": base["common"], "extra": {**base["extra"], "method": method}}
     records = [_rec(b, f"delta_{metric}", delta[j], "single", dim_index=int(j), score=float(scores[j]), n_dropped=1) for j in range(ctx.dim)]
@@ -224,7 +219,7 @@ def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Ca
     for k in config.ks:
         n = n_drop(ctx.dim, k)
         for which in ("degrading", "improving"):
-            dims = attr.ranked_selection(delta, which, n)
+            dims = ranked_selection(delta, which, n)
             records.append(_rec(b, metric, ctx.score(dims), which, k_percent=k, n_dropped=n, dims=dims, analysis="attribution-selection",
                                 n_in_set=len(sets[which])))
         for seed in config.seeds:
