@@ -40,6 +40,16 @@ def add_grid_options(parser: argparse.ArgumentParser, k_default: str | None = No
     parser.add_argument("--seed", type=int, default=None, help="one seed for random specs without @SEED (default 0)")
 
 
+def add_via_option(parser: argparse.ArgumentParser) -> None:
+    """--via: how a post-norm drop is written as weights (llmtrunc.llm.export)."""
+    from llmtrunc.llm.export import VIA
+
+    parser.add_argument("--via", default="auto", choices=VIA,
+                        help="how a drop is written as weights (export; eval/sweep with --backend vllm): norm (zeroed "
+                             "entries of the final norm's scale), head (zeroed LM-head columns) or auto (default: the "
+                             "architecture's first exact method, hooks/README.md)")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """--shard/--dry-run: which cells of the grid this command runs."""
     parser.add_argument("--shard", default=None, help="i/n: run only the i-th of n contiguous blocks of cells")
