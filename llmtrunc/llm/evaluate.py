@@ -43,6 +43,7 @@ class RunSettings:
     device: str = "cpu"
     include_paths: tuple[str, ...] = ()
     extra_model_args: dict[str, Any] = field(default_factory=dict)
+    export_via: str = "auto"  # vllm: how drops are written as weights (llmtrunc.llm.export); keyed per cell
 
     def key(self) -> dict[str, Any]:
         return {"pretrained": self.model.pretrained, "gguf_file": self.model.gguf_file, "revision": self.revision,
@@ -76,6 +77,8 @@ def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[Dro
                 for at in positions[:1] if spec.kind == "none" else positions:
                     payload = LLMCell(run, task, spec, at)
                     key = cell_key(payload.task_settings, spec, at)
+                    if run.backend == "vllm" and spec.kind != "none":  # the baseline has nothing to write
+                        key["export_via"] = run.export_via
                     cells.append(Cell(key, (run.model.name, task.name, spec.name, at if spec.kind != "none" else ""),
                                       (run.model.name, task.lm_eval_name), payload))
     return cells
@@ -104,8 +107,10 @@ def load_lm(settings: RunSettings, lm_class=None):
         raise LLMTruncError(f"cannot load model {settings.model.name!r}: {first}") from None
 
 
-def to_records(results: dict, cell: Cell, mask: Mask, seconds: float) -> list[Record]:
-    """lm-eval's results dict -> one record per (task, metric, filter)."""
+def to_records(results: dict, cell: Cell, mask: Mask, seconds: float,
+               engine: dict[str, Any] | None = None) -> list[Record]:
+    """lm-eval's results dict -> one record per (task, metric, filter); `engine`: the LM's own record fields
+    (vLLM: engine version, export method, engine check)."""
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
@@ -116,7 +121,8 @@ def to_records(results: dict, cell: Cell, mask: Mask, seconds: float) -> list[Re
         "num_fewshot": run.num_fewshot, "limit": run.limit, **provenance.stamp(), "seconds": round(seconds, 1),
     }
     extra = {"gguf_file": run.model.gguf_file, "dtype": run.dtype, "quantization": run.quantization,
-             "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs}
+             "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs,
+             **(engine or {})}
     records = []
     for lm_task, metrics in results["results"].items():
         higher = results.get("higher_is_better", {}).get(lm_task, {})
@@ -169,15 +175,17 @@ class LLMCompute:
         self._lm, self._model, self._lm_spec = None, None, None
 
     def check(self, cells: list[Cell]) -> None:
-        """Refuse what the backend cannot run before anything is computed."""
+        """Refuse what the backend cannot run before anything is computed; under vLLM, then write the
+        exports the cells run on (each source model loaded once)."""
         jobs = [c.payload for c in cells]
         if any(job.settings.backend == "vllm" for job in jobs):
             from llmtrunc.llm.export import check_exportable
-            from llmtrunc.llm.vllm_backend import require_vllm
+            from llmtrunc.llm.vllm_backend import prepare_exports, require_vllm
 
             for job in jobs:
                 check_exportable(job.spec, job.at)
             require_vllm()
+            prepare_exports([(job.settings, job.spec, job.at) for job in jobs])
 
     def lm_for(self, job: LLMCell):
         if job.settings.backend == "vllm":
@@ -215,6 +223,7 @@ class LLMCompute:
             files: dict[str, Any] = {"results.json": json.dumps(results, indent=2, default=handle_non_serializable)}
             for name, rows in samples.items():
                 files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n" for r in rows)
-            yield cell, to_records(results, cell, mask, time.perf_counter() - start), files
+            records = to_records(results, cell, mask, time.perf_counter() - start, getattr(lm, "record_extra", None))
+            yield cell, records, files
         if hasattr(self._lm, "clear_cache"):
             self._lm.clear_cache()  # a shared-body cache holds one task's states
