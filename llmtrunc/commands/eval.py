@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from llmtrunc.commands.options import add_grid_options, add_results_dir, add_run_options
+from llmtrunc.commands.options import add_grid_options, add_results_dir, add_run_options, add_via_option
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.models import DEFAULT_MODEL
 
@@ -30,6 +30,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit weights (extra: llmtrunc[quant], CUDA)")
     parser.add_argument("--backend", default="hf", choices=("hf", "vllm"),
                         help="hf (hooks; default) or vllm (post-norm drops exported into the weights)")
+    add_via_option(parser)
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM tensor parallel size")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel size")
 
@@ -104,12 +105,14 @@ def build_settings(args, model: str):
             raise LLMTruncError("--limit must be positive")
         limit = int(limit) if limit >= 1 else limit
     _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
+    if args.via != "auto" and args.backend != "vllm":
+        raise LLMTruncError("--via chooses how --backend vllm writes a drop into the weights; the hf backend uses hooks")
     return RunSettings(
         model=resolve_model(model), revision=args.revision, dtype=args.dtype, num_fewshot=args.num_fewshot,
         limit=limit, apply_chat_template=args.apply_chat_template, gen_kwargs=args.gen_kwargs,
         batch_size=str(args.batch_size), device=resolve_device(args.device), quantization=quantization,
         backend=args.backend, include_paths=tuple(args.include_path or ()),
-        extra_model_args={"parallelize": True} if args.parallelize else {},
+        extra_model_args={"parallelize": True} if args.parallelize else {}, export_via=args.via,
         calibration=Calibration.of(args.calibration, args.calibration_tokens),
     )
 
@@ -138,6 +141,12 @@ def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[st
     tasks = resolve_tasks(task_names, args.data_dir, args.hub_tasks, include)
     check_num_fewshot(tasks, args.num_fewshot)
     settings = [build_settings(args, model) for model in models]
+    if args.backend == "vllm" and not args.dry_run:
+        from llmtrunc.llm.vllm_backend import delegate
+
+        code = delegate(args.argv)  # not None: the command ran in the vLLM environment
+        if code is not None:
+            return code
     store = results_store(args)
     compute = LLMCompute(None if args.separate else SharedBodyLM, args.tensor_parallel_size, args.data_parallel_size,
                          args.log_samples)

@@ -58,6 +58,16 @@ def selection_options(args) -> tuple[list[int], list[int]]:
     return ks, parse_int_list(args.seeds, "--seeds")
 
 
+def add_via_option(parser: argparse.ArgumentParser) -> None:
+    """--via: how a post-norm drop is written as weights (llmtrunc.llm.export)."""
+    from llmtrunc.llm.export import VIA
+
+    parser.add_argument("--via", default="auto", choices=VIA,
+                        help="how a drop is written as weights (export; eval/sweep with --backend vllm): norm (zeroed "
+                             "entries of the final norm's scale), head (zeroed LM-head columns) or auto (default: the "
+                             "architecture's first exact method, hooks/README.md)")
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """--shard/--dry-run: which cells of the grid this command runs."""
     parser.add_argument("--shard", default=None, help="i/n: run only the i-th of n contiguous blocks of cells")

@@ -1,7 +1,8 @@
 """Architecture knowledge, read from the declarative files in the repository's `hooks/` folder.
 
 Each file names, for one family, the decoder stack, the final norm and its scale convention, the
-LM head, the tie flag, logit softcapping and whether compute-once scoring is exact (hooks/README.md).
+LM head, the tie flag, logit softcapping, whether compute-once scoring is exact and how a post-norm
+drop can be written as weights (hooks/README.md).
 `for_model` finds the model's entry by class name; an unknown class falls back to a generic search
 of the usual attribute names, says so once, and is never shared-body scored.
 """
@@ -19,6 +20,7 @@ from torch import nn
 
 from llmtrunc.data import shipped_dir
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm.export import EXPORT_METHODS
 from llmtrunc.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Architecture:
     tied: str  # the config flag
     logit_softcapping: str | None
     shared_body: bool
+    export: tuple[str, ...] = ("head",)  # the EXPORT_METHODS exact for this family, preferred first
     source: str = ""  # the file it came from
 
     def find(self, model: nn.Module, what: str) -> nn.Module:
@@ -83,6 +86,11 @@ def _load(path: Path) -> list[Architecture]:
     unknown = set(data) - names
     if unknown:
         raise LLMTruncError(f"{path}: unknown keys {sorted(unknown)} (see hooks/README.md)")
+    data["export"] = tuple(data.get("export") or ("head",))
+    if set(data["export"]) - set(EXPORT_METHODS):
+        raise LLMTruncError(f"{path}: export methods are {', '.join(EXPORT_METHODS)}, not {list(data['export'])}")
+    if "norm" in data["export"] and data["norm"] not in ("rmsnorm", "layernorm"):
+        raise LLMTruncError(f"{path}: export via norm needs a known norm (rmsnorm or layernorm), not {data['norm']!r}")
     base = Architecture(**{**data, "architectures": tuple(data["architectures"])}, source=path.name)
     return [replace(base, architectures=(cls,), **overrides.get(cls, {})) for cls in base.architectures]
 

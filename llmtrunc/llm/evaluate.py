@@ -45,6 +45,7 @@ class RunSettings:
     include_paths: tuple[str, ...] = ()
     extra_model_args: dict[str, Any] = field(default_factory=dict)
     calibration: Calibration = Calibration()  # only profile-based drops' cells depend on it (llmtrunc.record.cell_key)
+    export_via: str = "auto"  # vllm: how drops are written as weights (llmtrunc.llm.export); keyed per cell
 
     def key(self) -> dict[str, Any]:
         return {"pretrained": self.model.pretrained, "gguf_file": self.model.gguf_file, "revision": self.revision,
@@ -80,6 +81,8 @@ def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[Dro
                 for at in positions[:1] if spec.kind == "none" else positions:
                     payload = LLMCell(run, task, spec, at)
                     key = cell_key(payload.task_settings, spec, at, calibration)
+                    if run.backend == "vllm" and spec.kind != "none":  # the baseline has nothing to write
+                        key["export_via"] = run.export_via
                     cells.append(Cell(key, (run.model.name, task.name, spec.name, at if spec.kind != "none" else ""),
                                       (run.model.name, task.lm_eval_name), payload))
     return cells
@@ -134,10 +137,10 @@ def item_values(results: dict, samples: dict, lm_task: str, metric: str, filt: s
     return [int(v) if v.is_integer() else v for v in items]
 
 
-def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float, shared: bool,
-               calibration: dict | None = None) -> list[Record]:
+def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: float,
+               lm_fields: dict[str, Any]) -> list[Record]:
     """lm-eval's results dict -> one record per (task, metric, filter), with its per-item values;
-    `calibration`: the profile a profile-based mask was resolved against (llmtrunc.profile.Profile.describe)."""
+    `lm_fields`: what the LM adds to every record (llmtrunc.llm.evaluate.lm_fields)."""
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
@@ -149,8 +152,7 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     }
     extra = {"gguf_file": run.model.gguf_file, "dtype": run.dtype, "quantization": run.quantization,
              "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs,
-             "batch_size": run.batch_size, "device": run.device, "compute": "shared" if shared else "separate",
-             **({"calibration": calibration} if calibration else {})}
+             "batch_size": run.batch_size, "device": run.device, **lm_fields}
     records = []
     for lm_task, metrics in results["results"].items():
         higher = results.get("higher_is_better", {}).get(lm_task, {})
@@ -206,15 +208,17 @@ class LLMCompute:
         self._lm, self._model, self._lm_spec = None, None, None
 
     def check(self, cells: list[Cell]) -> None:
-        """Refuse what the backend cannot run before anything is computed."""
+        """Refuse what the backend cannot run before anything is computed; under vLLM, then write the
+        exports the cells run on (each source model loaded once)."""
         jobs = [c.payload for c in cells]
         if any(job.settings.backend == "vllm" for job in jobs):
             from llmtrunc.llm.export import check_exportable
-            from llmtrunc.llm.vllm_backend import require_vllm
+            from llmtrunc.llm.vllm_backend import prepare_exports, require_vllm
 
             for job in jobs:
                 check_exportable(job.spec, job.at)
             require_vllm()
+            prepare_exports([(job.settings, job.spec, job.at) for job in jobs])
 
     def lm_for(self, job: LLMCell):
         if job.settings.backend == "vllm":
@@ -245,7 +249,6 @@ class LLMCompute:
                 job: LLMCell = cell.payload
                 lm = self.lm_for(job)
                 mask = lm.set_drop(job.spec, job.at)
-                calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
                 start = time.perf_counter()
                 results = lm_eval.simple_evaluate(  # samples always: the records keep per-item values
                     model=lm, tasks=tasks, num_fewshot=job.settings.num_fewshot, limit=job.settings.limit,
@@ -260,10 +263,18 @@ class LLMCompute:
                     files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n"
                                                              for r in rows)
                 yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start,
-                                       bool(getattr(lm, "shared", False)), calibration), files
+                                       lm_fields(lm, job)), files
         finally:
             if hasattr(self._lm, "clear_cache"):
                 self._lm.clear_cache()  # the shared body's states and continuations belong to one task
+
+
+def lm_fields(lm, job: LLMCell) -> dict[str, Any]:
+    """The record fields an LM adds: shared or separate compute, the calibration profile a profile-based
+    mask was resolved against, and a backend's own fields (vLLM: engine version, export method, engine check)."""
+    calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
+    return {"compute": "shared" if getattr(lm, "shared", False) else "separate",
+            **({"calibration": calibration} if calibration else {}), **(getattr(lm, "record_extra", None) or {})}
 
 
 def built_tasks(job: LLMCell) -> list:

@@ -1,17 +1,21 @@
 """Export a truncated causal LM as an ordinary checkpoint that any engine (vLLM, TGI, transformers) loads.
 
-Zeroing dimensions of the post-norm hidden state h before the LM head W is exactly zeroing the
-matching columns of W:  W (h with h_i = 0 for i in D) = (W with W[:, i] = 0 for i in D) h.
-So a post-norm drop is a weight edit of one tensor. What the export does:
+A post-norm drop zeroes dimensions D of the final norm's output h, the vector the LM head W reads.
+Two weight edits give exactly that; hooks/<family>.yaml (`export`) lists those exact for a family:
 
-* loads the model with transformers (GGUF sources through `gguf_file`, dequantised);
-* unties the LM head from the input embeddings when they are tied (the head gets its own copy,
-  the embeddings stay exactly as loaded) and sets `tie_word_embeddings: false`;
-* zeroes the LM-head columns of the dropped dimensions -- the only tensor whose values change;
-* saves safetensors, the config and the tokenizer with `save_pretrained`;
-* records the drop (spec, indices, seed, position, source model) in config.json under
-  `llmtrunc_drop` and in `llmtrunc_drop.json` beside it (written last: its presence marks a
-  complete export).
+* `norm`: zero the norm's scale entries of D. RMSNorm's output_i = x_i / rms(x) * w_i, so w_i = 0
+  zeroes dimension i and leaves every other one bit-identical (the (1 + w) convention of the Gemma
+  family: w_i = -1; a LayerNorm also zeroes its bias entry). One hidden-size vector changes and
+  tied embeddings stay tied, so the checkpoint is no larger than the source.
+* `head`: zero the LM-head columns of D, since W (h with h_D = 0) = (W with W[:, D] = 0) h. A tied
+  head is untied first (its own vocab x hidden copy, `tie_word_embeddings: false`), and an engine
+  that ties head and embeddings whatever the config says (vLLM issue 6758) silently undoes it.
+
+The default is the family's first method: norm wherever the norm is known, being never larger and
+immune to that engine bug. Every export is verified before it is published: reloaded with
+transformers, it must give the hook path's logits on a fixed short input (`verify`). The drop, the
+method and the verification are recorded in config.json under `llmtrunc_drop` and in
+`llmtrunc_drop.json` beside it (written last: its presence marks a complete export).
 
 Pre-norm drops cannot be expressed as weights: the final norm divides every dimension by the RMS
 of the whole vector, so zeroing dimensions before it rescales all the others. They are refused.
@@ -24,14 +28,22 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.models import ModelRef
-from llmtrunc.spec import DropSpec
+from llmtrunc.spec import DropSpec, Mask
+
+if TYPE_CHECKING:
+    from llmtrunc.llm.architectures import Architecture
 
 META_KEY = "llmtrunc_drop"
 META_FILE = "llmtrunc_drop.json"
+EXPORT_METHODS = ("norm", "head")  # zeroed entries of the final norm's scale (and bias); zeroed LM-head columns
+VIA = ("auto", *EXPORT_METHODS)
+# Max |logit difference| between the reloaded export and the hook path, per unit of the largest logit.
+# Both edits give the hook's hidden state bit for bit, so a correct export on the same kernels differs by 0.
+TOLERANCE = {"float32": 1e-5, "bfloat16": 1e-2, "float16": 1e-3}
 
 
 def check_exportable(spec: DropSpec, at: str) -> None:
@@ -45,14 +57,14 @@ def check_exportable(spec: DropSpec, at: str) -> None:
     if at != "post-norm":
         raise LLMTruncError(f"unknown position {at!r}: choose post-norm or pre-norm")
     if spec.kind == "pca":
-        raise LLMTruncError("pca:K is an encoder-only projection, not a set of LM-head columns: it cannot be exported")
+        raise LLMTruncError("pca:K is an encoder-only projection, not a set of dimensions: it cannot be exported")
     if spec.needs_profile:
         raise LLMTruncError(f"{spec.name} resolves against the model's activation profile, which export and the vLLM "
                             "backend do not compute: run it with the HF backend, or export its recorded "
                             "dropped_indices as indices:FILE")
 
 
-def drop_metadata(spec: DropSpec, indices: tuple[int, ...], hidden: int, at: str,
+def drop_metadata(spec: DropSpec, indices: tuple[int, ...], hidden: int, at: str, method: str, edit: str,
                   source: dict[str, Any] | None = None) -> dict[str, Any]:
     from llmtrunc import provenance
 
@@ -65,7 +77,8 @@ def drop_metadata(spec: DropSpec, indices: tuple[int, ...], hidden: int, at: str
         "hidden_size": hidden,
         "n_dropped": len(indices),
         "indices": list(indices),
-        "method": "lm_head columns zeroed (post-norm hidden-state dims); lm_head untied from input embeddings",
+        "method": method,
+        "edit": edit,
         "source": source or {},
         "versions": provenance.versions(),
         "time": provenance.now(),
@@ -142,17 +155,129 @@ def _publish(staging: Path, out: Path, exists: str) -> None:
     staging.rename(out)
 
 
-def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "post-norm",
-                 source: dict[str, Any] | None = None, exists: str = "error") -> Path:
-    """Write `model` with `spec` applied to its LM head into `out`; `model` itself is left as it was.
+def resolve_method(arch: Architecture, via: str = "auto") -> str:
+    """The export method for `arch`: `via`, which its hooks/ file must list as exact, or (auto) its first."""
+    if via == "auto":
+        return arch.export[0]
+    if via not in EXPORT_METHODS:
+        raise LLMTruncError(f"unknown export method {via!r}: choose {', '.join(VIA)}")
+    if via not in arch.export:
+        raise LLMTruncError(f"exporting via {via} is not exact for {arch.family} models "
+                            f"({arch.source or 'no hooks/ file'} allows {', '.join(arch.export)}): use --via {arch.export[0]}")
+    return via
 
-    The head is swapped for a zeroed, untied copy only while saving, then restored, so the caller's
-    model (and its tied embeddings) is unchanged afterwards. `exists`: what to do when `out` is not
-    empty -- "error", "overwrite", or "reuse" (keep a complete export already there: the cache mode).
-    """
+
+def _edits(model, arch: Architecture, method: str, indices: tuple[int, ...]) -> tuple[list, str]:
+    """The (module, parameter name, edited copy) swaps that write the drop via `method`, and what they do."""
     import torch
+
+    from llmtrunc.llm import hooks
+
+    hidden, index = hooks.hidden_size(model), list(indices)
+    module = arch.find(model, "lm_head" if method == "head" else "final_norm")
+    weight = getattr(module, "weight", None)
+    shape = (weight.shape[0], hidden) if method == "head" and isinstance(weight, torch.Tensor) else (hidden,)
+    if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != shape:
+        what = "LM head" if method == "head" else "final norm's scale"
+        raise LLMTruncError(f"cannot export {type(model).__name__} via {method}: its {what} is not a plain "
+                            f"[{', '.join(map(str, shape))}] tensor (quantised and packed weights cannot be edited)")
+    new = weight.detach().clone()
+    with torch.no_grad():
+        if method == "head":
+            new[:, index] = 0
+        else:
+            new[index] = -1 if arch.norm_scale == "1+w" else 0
+    path = arch.lm_head if method == "head" else arch.final_norm
+    value = "0" if method == "head" or arch.norm_scale == "w" else "-1 (scale 1 + w)"
+    edits = [(module, "weight", new)]
+    edit = f"{path}.weight[{':, ' if method == 'head' else ''}i] = {value}"
+    if method == "norm" and arch.norm_bias:
+        bias = module.bias.detach().clone()
+        with torch.no_grad():
+            bias[index] = 0
+        edits.append((module, "bias", bias))
+        edit += f" and {path}.bias[i] = 0"
+    edit += " for every dropped i"
+    if method == "head" and arch.is_tied(model):
+        edit += f"; {path} untied from the input embeddings"
+    return edits, edit
+
+
+@contextmanager
+def _applied(model, arch: Architecture, edits: list, untie: bool):
+    """The model with `edits` swapped in (and the head untied) inside the block, exactly as before after it."""
     from torch import nn
 
+    configs = _configs(model.config)
+    saved = [(module, name, getattr(module, name)) for module, name, _ in edits]
+    saved_tie = [getattr(c, arch.tied, None) for c in configs]
+    try:
+        for module, name, tensor in edits:
+            setattr(module, name, nn.Parameter(tensor, requires_grad=False))
+        for c in configs if untie else ():
+            if hasattr(c, arch.tied):
+                setattr(c, arch.tied, False)
+        yield
+    finally:
+        for module, name, param in saved:
+            setattr(module, name, param)
+        for c, tie in zip(configs, saved_tie):
+            if tie is not None:
+                setattr(c, arch.tied, tie)
+
+
+def verification_ids(vocab_size: int):
+    """The fixed short input every export is checked on: 16 token ids spread over the vocabulary."""
+    import torch
+
+    return torch.tensor([[(7 + 7919 * i) % vocab_size for i in range(16)]])
+
+
+def _logits(model, ids, mask: Mask | None = None):
+    import torch
+
+    from llmtrunc.llm import hooks
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        if mask is None:
+            return model(ids.to(device)).logits[0].float().cpu()
+        with hooks.truncated(model, mask, "post-norm"):
+            return model(ids.to(device)).logits[0].float().cpu()
+
+
+def _token_logprobs(logits, ids) -> list[float]:
+    """log p(ids[t + 1] | ids[:t + 1]) for every t: what an engine's prompt logprobs are compared with."""
+    import torch
+
+    targets = ids[0, 1:]
+    return torch.log_softmax(logits[:-1], -1).gather(-1, targets[:, None])[:, 0].tolist()
+
+
+def verify(folder: Path, model, reference, ids, tolerance: float) -> float:
+    """Reload the checkpoint in `folder` with transformers; the max |logit difference| from `reference`
+    (the hook path on the source model), refused in one line above `tolerance`."""
+    import transformers
+
+    exported = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=model.dtype).eval()
+    exported.to(next(model.parameters()).device)
+    diff = float((_logits(exported, ids) - reference).abs().max())
+    del exported
+    if not diff <= tolerance:  # also refuses NaN
+        raise LLMTruncError(f"the export does not reproduce the hook path: max |logit difference| {diff:.3g} on the "
+                            f"verification input (tolerance {tolerance:g}); nothing was written")
+    return diff
+
+
+def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "post-norm",
+                 source: dict[str, Any] | None = None, exists: str = "error", via: str = "auto") -> Path:
+    """Write `model` with `spec` applied via `via` (norm | head | auto) into `out`, verified against the hook
+    path first; `model` itself is left as it was.
+
+    The edited tensors are swapped in only while saving, then restored, so the caller's model (and
+    its tied embeddings) is unchanged afterwards. `exists`: what to do when `out` is not empty --
+    "error", "overwrite", or "reuse" (keep a complete export already there: the cache mode).
+    """
     from llmtrunc.llm import hooks
     from llmtrunc.llm.architectures import for_model
 
@@ -161,46 +286,40 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     if _existing(out, exists):
         return out
     arch = for_model(model)
-    head = arch.find(model, "lm_head")
+    method = resolve_method(arch, via)
     hidden = hooks.hidden_size(model)
-    indices = spec.mask(hidden).dropped
-    weight = getattr(head, "weight", None)
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 2 or weight.shape[1] != hidden:
-        raise LLMTruncError(f"cannot export {type(model).__name__}: its LM head is not a plain [vocab, {hidden}] matrix "
-                            "(quantised or packed heads cannot be edited)")
-    meta = drop_metadata(spec, indices, hidden, at, source)
-
-    new_weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
-    if indices:
-        with torch.no_grad():
-            new_weight[:, list(indices)] = 0
-    configs = _configs(model.config)
-    saved_tie = [getattr(c, arch.tied, None) for c in configs]
+    mask = spec.mask(hidden)
+    edits, edit = _edits(model, arch, method, mask.dropped)
+    meta = drop_metadata(spec, mask.dropped, hidden, at, method, edit, source)
+    ids = verification_ids(model.config.get_text_config().vocab_size)
+    reference, untruncated = _logits(model, ids, mask), _logits(model, ids)
+    tolerance = TOLERANCE.get(str(model.dtype).removeprefix("torch."), 1e-2) * max(1.0, float(reference.abs().max()))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    head.weight = new_weight
     try:
-        for c in configs:
-            if hasattr(c, arch.tied):
-                setattr(c, arch.tied, False)
-        setattr(model.config, META_KEY, meta)
-        with _dense_for_saving(model):
+        with _applied(model, arch, edits, untie=method == "head"), _dense_for_saving(model):
             model.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")  # last: marks the export complete
+        diff = verify(staging, model, reference, ids, tolerance)
+        meta["verification"] = {"input_ids": ids[0].tolist(), "max_abs_logit_diff": diff, "tolerance": tolerance,
+                                "token_logprobs": _token_logprobs(reference, ids),
+                                "untruncated_token_logprobs": _token_logprobs(untruncated, ids)}
+        _record(staging, meta)
         _publish(staging, out, exists)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    finally:
-        head.weight = weight
-        for c, tie in zip(configs, saved_tie):
-            if tie is not None:
-                setattr(c, arch.tied, tie)
-        if hasattr(model.config, META_KEY):
-            delattr(model.config, META_KEY)
     return out
+
+
+def _record(folder: Path, meta: dict[str, Any]) -> None:
+    """The drop under `llmtrunc_drop` in config.json, and llmtrunc_drop.json beside it (last: marks it complete)."""
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config[META_KEY] = meta
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def load_source(ref: ModelRef, revision: str = "main", dtype: str = "auto"):
@@ -228,14 +347,16 @@ def source_metadata(ref: ModelRef, revision: str, dtype: str) -> dict[str, Any]:
 
 
 def export(ref: ModelRef, spec: DropSpec, out: str | Path, at: str = "post-norm", revision: str = "main",
-           dtype: str = "auto", exists: str = "error") -> Path:
-    """Load `ref`, apply `spec` to its LM head and write the checkpoint to `out` (see export_model)."""
+           dtype: str = "auto", exists: str = "error", via: str = "auto") -> Path:
+    """Load `ref`, write `spec` into its weights via `via` and publish the verified checkpoint in `out`."""
     check_exportable(spec, at)  # refuse before an expensive load
+    if via not in VIA:
+        raise LLMTruncError(f"unknown export method {via!r}: choose {', '.join(VIA)}")
     out = Path(out)
     if _existing(out, exists):
         return out
     model, tokenizer = load_source(ref, revision, dtype)
-    return export_model(model, tokenizer, spec, out, at, source_metadata(ref, revision, dtype), exists)
+    return export_model(model, tokenizer, spec, out, at, source_metadata(ref, revision, dtype), exists, via)
 
 
 def read_drop(path: str | Path) -> dict[str, Any] | None:

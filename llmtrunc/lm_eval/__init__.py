@@ -2,7 +2,8 @@
 
 lm-eval's CLI only knows models inside its package; importing llmtrunc.hf_trunc registers
 `hf-trunc`. Every argument goes to lm-eval unchanged, except that llmtrunc's local task folder is
-added as `--include_path` when none is given. Multi-GPU data parallel:
+added as `--include_path` when none is given, and lm-eval's `vllm` model also loads vLLM's CPU build
+(llmtrunc.llm.vllm_backend.import_lm_eval_vllm). Multi-GPU data parallel:
 `accelerate launch -m llmtrunc.lm_eval --model hf-trunc ...`.
 """
 
@@ -18,6 +19,11 @@ def main(argv: list[str] | None = None) -> None:
     from llmtrunc.llm.tasks import tasks_dir
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if "vllm" in args or "--model=vllm" in args:
+        from llmtrunc.llm.vllm_backend import import_lm_eval_vllm, require_vllm
+
+        require_vllm()
+        import_lm_eval_vllm()
     given = any(a == "--include_path" or a.startswith("--include_path=") for a in args)
     if args and not given and not {"-h", "--help"} & set(args):
         args += ["--include_path", str(tasks_dir())]

