@@ -113,7 +113,8 @@ def build_settings(args, model: str):
         batch_size=str(args.batch_size), device=resolve_device(args.device), quantization=quantization,
         backend=args.backend, include_paths=tuple(args.include_path or ()),
         extra_model_args={"parallelize": True} if args.parallelize else {}, export_via=args.via,
-        calibration=Calibration.of(args.calibration, args.calibration_tokens),
+        # attribute has no profile-based drops, hence no --calibration flags
+        calibration=Calibration.of(getattr(args, "calibration", None), getattr(args, "calibration_tokens", None)),
     )
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llmtrunc.plots import pyplot, save
+from llmtrunc.outliers import outlier_table
 from llmtrunc.retention import condition_table
 from llmtrunc.tables import interval, mean_std
 
@@ -179,6 +180,58 @@ def paper_figure(table: pd.DataFrame, model: str) -> bytes | None:
     return save(fig, dpi=90)
 
 
+def outlier_view(records: pd.DataFrame) -> pd.DataFrame:
+    """The outlier experiment (llmtrunc.outliers): the outlier dimensions removed vs as many random ones."""
+    table = outlier_table(records)
+    return pd.DataFrame({
+        "task": table["task"], "metric": table["metric"], "at": table["at"], "outliers": table["n_outliers"],
+        "dims": table["outlier_dims"], "baseline": table["baseline"].map(lambda v: f"{v:.4f}"),
+        "outliers removed: retention": table["outliers_retention"].map(lambda v: f"{v:.3f}"),
+        "as many random: retention": [mean_std(m, s) for m, s in zip(table["random_retention"],
+                                                                      table["random_retention_std"])],
+        "random seeds": table["random_seeds"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
+    })
+
+
+def attribution_frames(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`llmtrunc attribute` records -> (one row per task: baseline acc and how many single dimensions degrade
+    or improve it when removed, the strongest of each; the selection comparison: acc after removing the K%
+    most degrading / most improving / random dimensions, random as mean ± std over the seeds)."""
+    rows, selection = [], []
+    for (task, limit), part in records.groupby(["task", "limit"], sort=True):
+        def value(metric, condition):
+            return part[(part["metric"] == metric) & (part["condition"] == condition)]
+        single = value("delta_acc", "single").sort_values("value", kind="stable")
+        top = lambda rs: ", ".join(f"{int(j)} ({v:+.3f})" for j, v in zip(rs["dim_index"], rs["value"]))  # noqa: E731
+        rows.append({"task": task, "limit": limit, "acc": f"{value('acc', 'full')['value'].iloc[0]:.4f}",
+                     **{w: int(value(f"n_{w}", w)["value"].iloc[0]) for w in ("degrading", "improving", "neutral")},
+                     "most degrading (Δacc when removed)": top(single.iloc[::-1].head(5)),
+                     "most improving": top(single.head(5))})
+        acc = part[(part["metric"] == "acc") & (part["condition"] != "full")]
+        for k, at_k in acc.groupby("k_percent", sort=True):
+            of = lambda c: at_k[at_k["condition"] == c]["value"]  # noqa: E731
+            selection.append({"task": task, "limit": limit, "K%": int(k), "degrading removed": of("degrading").iloc[0],
+                              "improving removed": of("improving").iloc[0], "random": of("random").mean(),
+                              "random std": of("random").std(ddof=1) if len(of("random")) > 1 else 0.0})
+    return pd.DataFrame(rows), pd.DataFrame(selection)
+
+
+def attribution_figure(selection: pd.DataFrame, model: str) -> bytes:
+    """Accuracy vs K% removed: the most degrading, most improving and random dimensions, per task."""
+    plt = pyplot()
+    tasks = list(dict.fromkeys(selection["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.4 * len(tasks), 3.3), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        part = selection[selection["task"] == task]
+        ax.plot(part["K%"], part["degrading removed"], marker="o", ms=3, label="most degrading removed")
+        ax.plot(part["K%"], part["improving removed"], marker="o", ms=3, label="most improving removed")
+        ax.errorbar(part["K%"], part["random"], yerr=part["random std"], marker="o", ms=3, capsize=2, label="random")
+        ax.set(title=f"{task} (acc, in-sample selection)", xlabel="dimensions removed (%)", ylabel="acc")
+        ax.legend(fontsize=6)
+    fig.suptitle(model, fontsize=10)
+    return save(fig, dpi=90)
+
+
 def full_table(table: pd.DataFrame) -> pd.DataFrame:
     p = table["p_value"] if "p_value" in table else pd.Series(np.nan, index=table.index)
     same = table["indistinguishable"] if "indistinguishable" in table else pd.Series(None, index=table.index)
@@ -233,6 +286,7 @@ def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
     """report.md, report.html and their figures from the LLM records in `records`."""
     from llmtrunc.store import recorded_commands
 
+    analyses = records[(records["track"] == "llm-analysis") & (records.get("analysis") == "attribution")]
     records = records[records["track"] == "llm"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -246,7 +300,7 @@ def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
     page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>llmtrunc report</title><style>{STYLE}</style>"
             "</head><body><h1>llmtrunc report: LLM track</h1>", f"<p>{html.escape(intro)}</p>"]
     written = []
-    for model in sorted(records["model"].unique()):
+    for model in sorted(records["model"].unique()):  # attribution is shown beside a model's evaluations
         part = records[records["model"] == model]
         table = ordered(condition_table(part))
         md += [f"## {model}", "", "### Summary", "", *summary(table), ""]
@@ -269,12 +323,39 @@ def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
             md += ["### Side by side with the paper's Table 3", "", "Score (retention in parentheses):", "",
                    beside.to_markdown(index=False), ""]
             page += ["<h3>Side by side with the paper's Table 3</h3>", _html_table(beside)]
+        outliers = outlier_view(part)
+        if not outliers.empty:
+            note = ("Outlier dimensions of the final hidden state (the ±3σ rule on the calibration text's mean "
+                    "activations, llmtrunc/profile.py) removed, against as many random dimensions (random:outliers, "
+                    "mean ± std over the seeds). If the outliers carried the model, removing them would cost more.")
+            md += ["### The outlier experiment", "", note, "", outliers.to_markdown(index=False), ""]
+            page += ["<h3>The outlier experiment</h3>", f"<p>{html.escape(note)}</p>", _html_table(outliers)]
+        own = analyses[analyses["model"] == model]
+        if not own.empty:
+            counts, selection = attribution_frames(own)
+            note = ("`llmtrunc attribute`: the change in accuracy when each single dimension is removed at post-norm "
+                    "(degrading: removing it raises accuracy), then the K% most degrading, most improving and random "
+                    "dimensions removed together. Selected on the evaluated items themselves, as the paper does: "
+                    "the degrading curve is an in-sample upper bound.")
+            view = selection.assign(**{c: selection[c].map(lambda v: f"{v:.4f}") for c in
+                                       ("degrading removed", "improving removed", "random", "random std")})
+            md += ["### Per-dimension attribution", "", note, "", counts.to_markdown(index=False), "",
+                   view.to_markdown(index=False), ""]
+            page += ["<h3>Per-dimension attribution</h3>", f"<p>{html.escape(note)}</p>", _html_table(counts),
+                     _html_table(view)]
+            png = attribution_figure(selection, model)
+            path = out / f"attribution_{model}.png"
+            path.write_bytes(png)
+            written.append(path)
+            md += [f"![Attribution selection]({path.name})", ""]
+            page += [f"<img alt='Attribution selection' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"]
         view = full_table(table)
         md += ["### All conditions", "", view.to_markdown(index=False), ""]
         page += ["<h3>All conditions</h3><p>Click a column to sort.</p>", _html_table(view, sortable=True)]
-        commands = recorded_commands(part)
-        versions = sorted({json.dumps(v, sort_keys=True) for v in part["versions"]})
-        hashes = sorted(set(part["git_hash"]))
+        behind = pd.concat([part, own])
+        commands = recorded_commands(behind)
+        versions = sorted({json.dumps(v, sort_keys=True) for v in behind["versions"]})
+        hashes = sorted(set(behind["git_hash"]))
         md += ["### Provenance", "", "Commands behind these numbers:", "", *[f"    {c}" for c in commands], "",
                f"Versions: {'; '.join(versions)}  ", f"llmtrunc git: {', '.join(hashes)}", ""]
         page += ["<h3>Provenance</h3><p>Commands behind these numbers:</p><pre>"
