@@ -23,6 +23,7 @@ from llmtrunc.llm.attribution import (AttributionCompute, AttributionJob, Choice
                                       check_supported, kept_rows, task_of)
 from llmtrunc.llm.evaluate import RunSettings, built_tasks
 from llmtrunc.llm.models import resolve_model
+from llmtrunc.llm.report import attribution_frames
 from llmtrunc.llm.shared_body import SharedBodyLM
 from llmtrunc.llm.tasks import TaskRef, resolve_tasks, task_manager
 from llmtrunc.runner import Runner
@@ -193,6 +194,10 @@ def test_records_cell_and_resume(tmp_path, task_dir):
     assert sorted(i for c in counts.values() for i in c.dropped_indices) == list(range(dim))
     rand = next(r for r in records if r.extra["condition"] == "random" and r.metric == "acc")
     assert rand.drop == "random:50%@3" and rand.dropped_indices == list(Mask.random(dim, dim // 2, 3).dropped)
+    counts_row, selection = attribution_frames(store.records())  # the report's view of the same records
+    assert [counts_row.iloc[0][w] for w in ("degrading", "improving", "neutral")] == \
+        [int(counts[f"n_{w}"].value) for w in ("degrading", "improving", "neutral")]
+    assert selection[["K%", "random"]].values.tolist() == [[50, rand.value]]
     runner = Runner(store, Console(quiet=True))
     cells = attribution_cells([job.settings], [job.task], [50], [3])
     runner.run(cells, AttributionCompute(loaded=lm))

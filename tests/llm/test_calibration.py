@@ -146,6 +146,9 @@ def test_eval_outliers_against_random_control_on_smollm2(tmp_path, monkeypatch, 
     table = outlier_table(records)
     assert len(table) == 1 and table["n_outliers"].iloc[0] == calibration["n_outliers"]
     assert table["outliers_score"].iloc[0] == removed["value"] and table["random_score"].iloc[0] == control["value"]
+    assert main(["report", "--results-dir", str(out), "--out", str(tmp_path / "report")]) == 0
+    page = (tmp_path / "report" / "report.md").read_text()
+    assert "### The outlier experiment" in page and ",".join(map(str, calibration["outliers"])) in page
     profiles = list((tmp_path / "cache" / "profiles").glob("*.json"))
     assert len(profiles) == 1
     # a second command reuses every cell and loads nothing
