@@ -26,6 +26,7 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicLayer
 
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.architectures import Architecture
@@ -172,6 +173,53 @@ def generated_tokens(continuation: torch.Tensor, prompt_length: int, stops: Stop
     return len(seq)
 
 
+def preallocate(cache, room: int) -> None:
+    """Give every full-attention layer of a DynamicCache room for `room` more tokens, written in place.
+
+    DynamicCache appends with torch.cat, which copies the whole cache on every step; with the prompt's
+    keys and values repeated for every (prompt, condition) row that copy dominates CPU decoding (8 rows
+    x 10 conditions of a 5-shot GSM8K prompt: about 3.7 GB per step). Attention sees the same values
+    in the same shapes (views of the first n positions), so the logits are those of DynamicCache."""
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
+            cache.layers[i] = PreallocatedLayer(layer, room)
+
+
+def _room(tensor: torch.Tensor, room: int) -> torch.Tensor:
+    out = tensor.new_empty(*tensor.shape[:-2], tensor.shape[-2] + room, tensor.shape[-1])
+    out[..., : tensor.shape[-2], :] = tensor
+    return out
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer whose keys and values are the first `n` positions of larger buffers (`preallocate`)."""
+
+    def __init__(self, layer, room: int):
+        super().__init__()
+        self.__dict__.update(layer.__dict__)
+        self.n = layer.keys.shape[-2]
+        self._keys, self._values = _room(layer.keys, room), _room(layer.values, room)
+        self._views()
+
+    def _views(self) -> None:
+        self.keys, self.values = self._keys[..., : self.n, :], self._values[..., : self.n, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.n + key_states.shape[-2]
+        if end > self._keys.shape[-2]:  # out of room: grow by doubling
+            self._keys, self._values = _room(self.keys, self.n + 1), _room(self.values, self.n + 1)
+            return self.update(key_states, value_states)
+        self._keys[..., self.n: end, :] = key_states
+        self._values[..., self.n: end, :] = value_states
+        self.n = end
+        self._views()
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._keys, self._values = self._keys[indices, ...], self._values[indices, ...]
+        self._views()
+
+
 def _select(kwargs: dict, index: torch.Tensor) -> dict:
     """The generation kwargs of a subset (or repetition) of the batch rows."""
     out = dict(kwargs)
@@ -200,6 +248,7 @@ def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, cond
         kwargs = _select(batch.kwargs, index)
         cache = copy.deepcopy(batch.cache)
         cache.batch_select_indices(index.to(batch.context.device))
+        preallocate(cache, max_length - length)
         kwargs["cache"] = cache
         ids = batch.context[index.to(batch.context.device)]
         keep = keep_masks(conditions, [c for _, c in rows], dim)
