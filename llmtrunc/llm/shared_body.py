@@ -28,6 +28,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from llmtrunc.llm import generation
@@ -159,16 +160,10 @@ class SharedBodyLM(HFTruncLM):
             self._states[key] = states[row, len(x) - contlen: len(x)].detach().clone()
         self.body_passes += len(keys)
 
-    def _head_scores(self, states: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per scored position, under the current drop (final norm, LM head, softcap): the target's
-        log-probability and whether it is the greedy token. logit - logsumexp, without materialising the
-        vocabulary-sized log-softmax that would cost a second pass over the logits (and their memory)."""
+    def _head_logprobs(self, states: torch.Tensor) -> torch.Tensor:
+        """log-softmax over the vocabulary under the current drop: final norm, LM head, softcap."""
         with torch.no_grad():
-            logits = self.arch.logits(self.model, states)
-            if self.softmax_dtype is not None:
-                logits = logits.to(self.softmax_dtype)
-            picked = logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
-            return picked, logits.argmax(dim=-1) == targets
+            return F.log_softmax(self.arch.logits(self.model, states), dim=-1, dtype=self.softmax_dtype)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         if not self.shared:
@@ -186,10 +181,10 @@ class SharedBodyLM(HFTruncLM):
         results = []
         for chunk in self._score_chunks(list(zip(requests, keys))):
             # one head call per chunk: per-request calls cost more than the body for short continuations
-            states = torch.cat([self._states[key] for _, key in chunk])
-            targets = torch.tensor([t for (_, _, cont), _ in chunk for t in cont], dtype=torch.long, device=states.device)
-            picked, hits = self._head_scores(states, targets)
-            hits = hits.tolist()
+            logprobs = self._head_logprobs(torch.cat([self._states[key] for _, key in chunk]))
+            targets = torch.tensor([t for (_, _, cont), _ in chunk for t in cont], dtype=torch.long, device=logprobs.device)
+            hits = (logprobs.argmax(dim=-1) == targets).tolist()
+            picked = logprobs.gather(-1, targets[:, None])[:, 0]
             offset = 0
             for (request, _, continuation_enc), key in chunk:
                 end = offset + key[1]
