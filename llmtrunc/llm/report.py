@@ -198,7 +198,7 @@ def attribution_frames(records: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     or improve it when removed, the strongest of each; the selection comparison: acc after removing the K%
     most degrading / most improving / random dimensions, random as mean ± std over the seeds)."""
     rows, selection = [], []
-    for (task, limit), part in records.groupby(["task", "limit"], sort=True):
+    for (task, limit), part in records.groupby(["task", "limit"], sort=True, dropna=False):
         def value(metric, condition):
             return part[(part["metric"] == metric) & (part["condition"] == condition)]
         single = value("delta_acc", "single").sort_values("value", kind="stable")
