@@ -36,8 +36,9 @@ def evaluate(lm, args) -> tuple[float, dict, list[str]]:
     result = lm_eval.simple_evaluate(model=lm, tasks=[task], limit=args.limit, num_fewshot=args.num_fewshot,
                                      log_samples=True, task_manager=manager)
     seconds = time.perf_counter() - start
-    samples = sorted(result["samples"][task], key=lambda s: s["doc_id"])
-    return seconds, result["results"][task], [s["resps"][0][0] for s in samples]
+    samples = result["samples"][task]
+    one_filter = [s for s in samples if s["filter"] == samples[0]["filter"]]  # a row per (doc, filter): same text
+    return seconds, result["results"][task], [s["resps"][0][0] for s in sorted(one_filter, key=lambda s: s["doc_id"])]
 
 
 def run_vllm(args) -> dict:
