@@ -110,10 +110,10 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="also write the figures as Markdown here")
     parser.add_argument("--engine", action="store_true", help=argparse.SUPPRESS)  # the vLLM half, in its environment
     args = parser.parse_args()
-    from llmtrunc.llm.evaluate import probe_environment_once, use_data_dir
+    from llmtrunc.llm.evaluate import memoize_lm_eval_once, use_data_dir
 
     use_data_dir(None)
-    probe_environment_once()
+    memoize_lm_eval_once()
     if args.engine:
         print(json.dumps(run_vllm(args)))
         return

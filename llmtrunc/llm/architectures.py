@@ -71,10 +71,11 @@ class Architecture:
     def is_tied(self, model: nn.Module) -> bool:
         return any(bool(getattr(c, self.tied, False)) for c in (model.config, model.config.get_text_config()))
 
-    def logits(self, model: nn.Module, states: torch.Tensor) -> torch.Tensor:
+    def logits(self, model: nn.Module, states: torch.Tensor, head=None) -> torch.Tensor:
         """The model's logits from last-layer states: final norm, LM head, softcapping, called as the
-        real modules so that the truncation hooks in place apply exactly as in a full forward pass."""
-        logits = self.find(model, "lm_head")(self.find(model, "final_norm")(states))
+        real modules so that the truncation hooks in place apply exactly as in a full forward pass.
+        `head`: a function of the normed states that stands in for the LM head module."""
+        logits = (head or self.find(model, "lm_head"))(self.find(model, "final_norm")(states))
         cap = self.softcap(model)
         return torch.tanh(logits / cap) * cap if cap else logits
 

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from llmtrunc import provenance
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, probe_environment_once
+from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, memoize_lm_eval_once
 from llmtrunc.llm.tasks import TaskRef, task_manager
 from llmtrunc.record import Record, cell_key, drop_fields, settings_id
 from llmtrunc.runner import Cell, Computed
@@ -285,7 +285,7 @@ class AttributionCompute:
         return self._lm
 
     def __call__(self, cells: list[Cell]) -> Iterator[Computed]:
-        probe_environment_once()
+        memoize_lm_eval_once()
         for cell in cells:
             job: AttributionJob = cell.payload
             lm = self.lm_for(job.settings)

@@ -175,17 +175,23 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     return records
 
 
-def probe_environment_once() -> None:
-    """Keep the first answer of torch's environment probe for the rest of the process.
+def memoize_lm_eval_once() -> None:
+    """Keep, for the rest of the process, two answers lm-eval recomputes for every cell although they
+    cannot change within a process.
 
-    lm-eval's simple_evaluate puts `torch.utils.collect_env.get_pretty_env_info()` in every result,
-    which runs a dozen subprocesses (about a second); a sweep calls it per cell, and the answer
-    (versions, devices) does not change within a process.
+    * torch's environment probe: simple_evaluate puts `torch.utils.collect_env.get_pretty_env_info()` in
+      every result, which runs a dozen subprocesses (about a second per cell);
+    * jinja's compile of a template string: `lm_eval.utils.apply_template` compiles its template on every
+      call (doc_to_text, doc_to_target, doc_to_choice: about 7,000 compiles, 1 s, per arc_easy condition
+      at limit 200); a compiled jinja Template renders any number of docs.
     """
+    from lm_eval import utils
     from torch.utils import collect_env
 
     if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
         collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
+    if not hasattr(utils.env.from_string, "cache_info"):
+        utils.env.from_string = functools.lru_cache(maxsize=1024)(utils.env.from_string)
 
 
 def use_data_dir(explicit: str | None) -> None:
@@ -237,7 +243,7 @@ class LLMCompute:
         import lm_eval
         from lm_eval.utils import handle_non_serializable
 
-        probe_environment_once()
+        memoize_lm_eval_once()
         first = self.lm_for(cells[0].payload)
         for cell in cells:  # every mask of the group resolved against the model (and its profiles) before anything runs
             first.mask_for(cell.payload.spec, cell.payload.at)

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from llmtrunc.llm import generation
@@ -49,6 +50,8 @@ class SharedBodyLM(HFTruncLM):
         self._collected: list[tuple[tuple[int, ...], int]] | None = None  # `keep`: the keys lm-eval's tokenisation gives
         self._sharing: list[generation.Condition] = []  # conditions decoded together (one task's pending cells)
         self._generated: dict[tuple, torch.Tensor] = {}  # (condition, batch) -> continuation not yet asked for
+        self._encoded: dict[tuple[str, str], tuple[list[int], list[int]]] = {}  # one task's tokenised requests
+        self._kept_weight: tuple | None = None  # (dropped, kept index, the head's kept columns) of the last drop
         self.body_passes = 0  # requests whose body was computed (for tests and benchmarks)
         self.prefills = 0  # prompt batches prefilled for shared generation (tests and benchmarks)
         self.prompt_tokens = 0  # shared generation: prompt tokens prefilled, and tokens generated per condition
@@ -65,6 +68,8 @@ class SharedBodyLM(HFTruncLM):
 
     def clear_cache(self) -> None:
         self._states.clear()
+        self._encoded.clear()
+        self._kept_weight = None
         self._sharing, self._generated = [], {}
 
     def _current(self) -> generation.Condition:
@@ -163,7 +168,33 @@ class SharedBodyLM(HFTruncLM):
     def _head_logprobs(self, states: torch.Tensor) -> torch.Tensor:
         """log-softmax over the vocabulary under the current drop: final norm, LM head, softcap."""
         with torch.no_grad():
-            return F.log_softmax(self.arch.logits(self.model, states), dim=-1, dtype=self.softmax_dtype)
+            return F.log_softmax(self.arch.logits(self.model, states, self._kept_columns_head()), dim=-1,
+                                 dtype=self.softmax_dtype)
+
+    def _kept_columns_head(self):
+        """A post-norm drop on a plain linear head: multiply only the kept columns of its weight.
+
+        A dropped dimension adds an exact zero to every logit, so this is the hook path's product up to the
+        summation order (the last bits; tests/llm/test_shared_body.py), at the kept share of the LM head's
+        matmul, which is most of a condition's cost. None (the module with its hooks) otherwise."""
+        head, mask = self.arch.find(self.model, "lm_head"), self.drop_hooks.mask
+        if self.at != "post-norm" or not mask.dropped or type(head) is not nn.Linear:
+            return None
+        if self._kept_weight is None or self._kept_weight[0] != mask.dropped:
+            dropped = set(mask.dropped)
+            kept = torch.tensor([i for i in range(mask.dim) if i not in dropped], device=head.weight.device)
+            self._kept_weight = (mask.dropped, kept, head.weight[:, kept])
+        _, kept, weight = self._kept_weight
+        return lambda normed: F.linear(normed[..., kept], weight, head.bias)
+
+    def _encode_pair(self, context: str, continuation: str):
+        """lm-eval's tokenisation of a request, once per task: every condition asks for the same pairs."""
+        if not self.shared:
+            return super()._encode_pair(context, continuation)
+        if (context, continuation) not in self._encoded:
+            self._encoded[(context, continuation)] = super()._encode_pair(context, continuation)
+        context_enc, continuation_enc = self._encoded[(context, continuation)]
+        return list(context_enc), list(continuation_enc)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         if not self.shared:

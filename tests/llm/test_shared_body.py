@@ -78,3 +78,23 @@ def test_scoring_in_small_chunks_gives_the_same_scores(lm, monkeypatch):
     for (ll_a, greedy_a), (ll_b, greedy_b) in zip(lm.loglikelihood(requests), whole):
         # float32 sums of ~60 nats: the head GEMM's row count changes the last bits (measured 1.9e-5)
         assert ll_a == pytest.approx(ll_b, rel=1e-6, abs=1e-5) and greedy_a == greedy_b
+
+
+def test_post_norm_drops_multiply_only_the_kept_columns(lm):
+    """The kept-columns product is the hook path's logits up to summation order; elsewhere the modules run."""
+    import torch
+
+    states = torch.randn(64, lm.hidden_size, generator=torch.Generator().manual_seed(0))
+    fast = {}
+    for drop, at, shortcut in [("random:50%@1", "post-norm", True), ("last-half", "pre-norm", False),
+                               ("none", "post-norm", False)]:
+        lm.set_drop(parse_drop(drop), at)
+        head = lm._kept_columns_head()
+        assert (head is not None) == shortcut
+        with torch.no_grad():
+            hooked = lm.arch.logits(lm.model, states)  # the real modules with the drop's hook in place
+            fast[drop] = lm.arch.logits(lm.model, states, head)
+        assert float((fast[drop] - hooked).abs().max()) < 1e-4  # float32, |logits| ~ 30: measured about 1e-5
+    lm.set_drop(parse_drop("random:50%@2"))  # a new drop: new columns, not the last drop's
+    with torch.no_grad():
+        assert not torch.allclose(lm.arch.logits(lm.model, states, lm._kept_columns_head()), fast["random:50%@1"])
