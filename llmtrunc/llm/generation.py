@@ -18,6 +18,7 @@ does, and the two agree token for token (tests/llm/test_generation.py).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from torch import nn
 from transformers.cache_utils import DynamicLayer
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm import shared_prefix
 from llmtrunc.llm.architectures import Architecture
 from llmtrunc.spec import Mask
 
@@ -231,12 +233,15 @@ def _select(kwargs: dict, index: torch.Tensor) -> dict:
 
 def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, conditions: list[Condition],
            max_length: int, stop: list[str], eos_ids: set[int], pad_id: int, max_rows: int,
-           on_step: Callable[[list[tuple[int, int]], torch.Tensor], None] | None = None) -> list[torch.Tensor]:
+           on_step: Callable[[list[tuple[int, int]], torch.Tensor], None] | None = None,
+           shared: bool = True) -> list[torch.Tensor]:
     """Greedy continuations of every prompt of `batch` under every condition.
 
     Returns one [b, L + n] tensor per condition (prompt ids, then generated ids, pad after a row's end),
     shaped as `generate` returns it. `on_step(rows, logits)` sees every step's (prompt, condition) rows and
-    their next-token logits (tests use it to check that every row's mask acts on every step)."""
+    their next-token logits (tests use it to check that every row's mask acts on every step). Rows of one
+    prompt attend over its one cached copy where the family allows (llmtrunc.llm.shared_prefix); `shared=False`:
+    every row over its own copy, with transformers' attention."""
     b, length = batch.context.shape
     dim = batch.last_state.shape[-1]
     stops = StopSequences(tokenizer, stop)
@@ -246,14 +251,19 @@ def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, cond
         rows = pairs[start: start + max(1, max_rows)]
         index = torch.tensor([p for p, _ in rows])
         kwargs = _select(batch.kwargs, index)
-        cache = copy.deepcopy(batch.cache)
-        cache.batch_select_indices(index.to(batch.context.device))
-        preallocate(cache, max_length - length)
+        attend = contextlib.nullcontext()
+        if shared and len(rows) > len({p for p, _ in rows}) and shared_prefix.applies(batch.cache, arch.shared_prefix_attention):
+            cache = shared_prefix.row_cache(batch.cache, index, batch.kwargs.get("attention_mask"), max_length - length)
+            attend = shared_prefix.in_use(model)
+        else:
+            cache = copy.deepcopy(batch.cache)
+            cache.batch_select_indices(index.to(batch.context.device))
+            preallocate(cache, max_length - length)
         kwargs["cache"] = cache
         ids = batch.context[index.to(batch.context.device)]
         keep = keep_masks(conditions, [c for _, c in rows], dim)
         live = list(rows)
-        with torch.no_grad(), row_hooks(arch, model, keep):
+        with torch.no_grad(), row_hooks(arch, model, keep), attend:
             logits = arch.logits(model, batch.last_state[index.to(batch.last_state.device)])
             kwargs = model._update_model_kwargs_for_generation({"cache": cache}, kwargs)
             while True:
