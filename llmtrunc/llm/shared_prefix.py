@@ -25,6 +25,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
 
+from llmtrunc.errors import LLMTruncError
+
 NAME = "llmtrunc_shared_prefix"
 
 
@@ -72,8 +74,11 @@ def attention(module: nn.Module, query: torch.Tensor, key: SharedPrefixLayer, va
     """softmax(q k^T * scaling) v over [prompt keys | the row's generated keys], the prompt part once per prompt."""
     layer = key
     rows, heads, q_len, d = query.shape
+    if q_len != 1 or kwargs.get("sliding_window") or kwargs.get("softcap") or getattr(module, "sinks", None) is not None:
+        raise LLMTruncError(f"shared-prefix attention computes one new token of full attention; {type(module).__name__} "
+                            "asks for more: set shared_prefix_attention: false in its hooks/ file")
     kv_heads, length = layer.prefix_keys.shape[1], layer.prefix_keys.shape[-2]
-    group = heads // kv_heads * q_len  # query vectors per key/value head (grouped-query attention)
+    group = heads // kv_heads  # query heads per key/value head (grouped-query attention)
     q = query.reshape(rows, kv_heads, group, d)  # head h reads kv head h // (heads / kv_heads), as repeat_kv
     scores = q.new_empty(rows, kv_heads, group, length + layer.n)
     for prompt, a, b in layer.groups:  # [kv heads, c * group, d] @ [kv heads, d, L]: the prompt read once
