@@ -8,7 +8,8 @@ greedily the way transformers' `generate` does it (the model's own `prepare_inpu
 and `_update_model_kwargs_for_generation`, position ids from the attention mask, no mask when
 nothing is padded). A row ends at EOS, at one of lm-eval's stop sequences (the same look-back test
 as lm-eval's `MultiTokenEOSCriteria`) or at the maximum length, and leaves the batch at once;
-at most `max_rows` rows decode at a time.
+at most `max_rows` rows decode at a time. The rows of one prompt attend over its one cached copy of
+keys and values where the family allows (llmtrunc.llm.shared_prefix); elsewhere each row gets its own copy.
 
 Exactness: transformers' matrix products round differently for different batch sizes, so a row
 decoded beside other rows can differ in the last bits from the same row decoded alone (and, rarely,
