@@ -19,10 +19,9 @@ does, and the two agree token for token (tests/llm/test_generation.py).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -235,13 +234,13 @@ def _select(kwargs: dict, index: torch.Tensor) -> dict:
 def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, conditions: list[Condition],
            max_length: int, stop: list[str], eos_ids: set[int], pad_id: int, max_rows: int,
            on_step: Callable[[list[tuple[int, int]], torch.Tensor], None] | None = None,
-           shared: bool = True) -> list[torch.Tensor]:
+           prefix_once: bool = True) -> list[torch.Tensor]:
     """Greedy continuations of every prompt of `batch` under every condition.
 
     Returns one [b, L + n] tensor per condition (prompt ids, then generated ids, pad after a row's end),
     shaped as `generate` returns it. `on_step(rows, logits)` sees every step's (prompt, condition) rows and
     their next-token logits (tests use it to check that every row's mask acts on every step). Rows of one
-    prompt attend over its one cached copy where the family allows (llmtrunc.llm.shared_prefix); `shared=False`:
+    prompt attend over its one cached copy where the family allows (llmtrunc.llm.shared_prefix); `prefix_once=False`:
     every row over its own copy, with transformers' attention."""
     b, length = batch.context.shape
     dim = batch.last_state.shape[-1]
@@ -252,8 +251,9 @@ def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, cond
         rows = pairs[start: start + max(1, max_rows)]
         index = torch.tensor([p for p, _ in rows])
         kwargs = _select(batch.kwargs, index)
-        attend = contextlib.nullcontext()
-        if shared and len(rows) > len({p for p, _ in rows}) and shared_prefix.applies(batch.cache, arch.shared_prefix_attention):
+        attend = nullcontext()
+        shares = len(rows) > len({p for p, _ in rows})  # some prompt has several rows in this chunk
+        if prefix_once and shares and shared_prefix.applies(batch.cache, arch.shared_prefix_attention):
             cache = shared_prefix.row_cache(batch.cache, index, batch.kwargs.get("attention_mask"), max_length - length)
             attend = shared_prefix.in_use(model)
         else:

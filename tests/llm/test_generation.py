@@ -75,13 +75,13 @@ def test_shared_prefix_attention_equals_a_copy_per_row(family):
     real = shared_prefix.attention
     with torch.no_grad():
         batch = prefill(model, arch, PROMPTS, MASK)
-        for shared in (True, False):
+        for once in (True, False):
             with pytest.MonkeyPatch.context() as patch:
                 patch.setitem(shared_prefix.AttentionInterface._global_mapping, shared_prefix.NAME,
-                              lambda *a, **k: used.append(shared) or real(*a, **k))
-                outs = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, 7 + 10, [], {5}, 0, 8, shared=shared,
-                              on_step=lambda rows, step: steps[shared].append(dict(zip(rows, step))))
-            if shared:
+                              lambda *a, **k: used.append(once) or real(*a, **k))
+                outs = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, 7 + 10, [], {5}, 0, 8, prefix_once=once,
+                              on_step=lambda rows, step: steps[once].append(dict(zip(rows, step))))
+            if once:
                 first = outs
     assert used and set(used) == {True}  # the shared run used it, on every layer; the copies never
     assert [s.keys() for s in steps[True]] == [s.keys() for s in steps[False]]  # the same rows stepped
