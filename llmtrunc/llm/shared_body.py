@@ -176,9 +176,11 @@ class SharedBodyLM(HFTruncLM):
 
         A dropped dimension adds an exact zero to every logit, so this is the hook path's product up to the
         summation order (the last bits; tests/llm/test_shared_body.py), at the kept share of the LM head's
-        matmul, which is most of a condition's cost. None (the module with its hooks) otherwise."""
+        matmul, which is most of a condition's cost. None (the module with its hooks) otherwise, and at batch
+        size 1, the exact mode: there every score equals the separate run's bit for bit, as SQuAD v2's
+        no-answer thresholds need for equal metrics (tests/llm/test_shared_generation.py)."""
         head, mask = self.arch.find(self.model, "lm_head"), self.drop_hooks.mask
-        if self.at != "post-norm" or not mask.dropped or type(head) is not nn.Linear:
+        if self.at != "post-norm" or not mask.dropped or type(head) is not nn.Linear or self.batch_size == 1:
             return None
         if self._kept_weight is None or self._kept_weight[0] != mask.dropped:
             dropped = set(mask.dropped)
