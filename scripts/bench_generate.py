@@ -49,9 +49,9 @@ def main(argv=None) -> int:
              for c in CONDITIONS[:args.separate]]
     mean_generated = sum(generated[name] for name in timed) / len(timed)  # the conditions `one` is the mean of
     token_ratio = (prompt + sum(generated.values())) / (prompt + mean_generated)
-    texts = lambda rows: dict(rows)  # noqa: E731  # doc id -> responses (lm-eval logs a row per doc and filter)
-    differ = {c: sum(texts(shared[c][1])[d] != r for d, r in texts(separate[c][1]).items()) for c in separate}
-    rows = len(texts(next(iter(shared.values()))[1]))
+    # dict(): doc id -> responses, once per doc (lm-eval logs a row per doc and filter)
+    differ = {c: sum(dict(shared[c][1])[d] != r for d, r in dict(separate[c][1]).items()) for c in separate}
+    rows = len(dict(next(iter(shared.values()))[1]))
     lines = [
         f"local_gsm8k 5-shot, limit {args.limit}, {len(CONDITIONS)} conditions, smollm2-135m on {args.device} "
         f"({platform.processor() or platform.machine()}), {date.today()}",
