@@ -118,14 +118,23 @@ class LocalSQuAD2(SQuAD2):
     """lm-eval's SQuAD2 task on the shared validation split, aggregated offline.
 
     Prompts, requests, per-document results and metric names are inherited unchanged; only the
-    data source (`download`) and the aggregation (pure-Python official SQuAD 2.0 scoring in
-    `llmtrunc.squad_v2` instead of `evaluate.load("squad_v2")` from the Hub) are replaced.
+    data source (`download`), the aggregation (pure-Python official SQuAD 2.0 scoring in
+    `llmtrunc.squad_v2` instead of `evaluate.load("squad_v2")` from the Hub) and the answer's
+    generation kwargs are replaced: SQuAD2 hard-codes `until=["\\n"]` in its request, so lm-eval's
+    `gen_kwargs` (`--gen-kwargs max_gen_toks=16`) never reached the model; here the config holds
+    that same `until` and `gen_kwargs` update it, as for a YAML task.
     """
 
     def __init__(self, config: dict | None = None):
         # SQuAD2 replaces the YAML's config by its own: keep the YAML's data files before it does
         self.local_kwargs = dict((config or {}).get("dataset_kwargs") or {})
         super().__init__(config)
+        self.config.generation_kwargs = {"until": ["\n"]}
+
+    def construct_requests(self, doc, ctx, **kwargs):
+        generation, loglikelihood = super().construct_requests(doc, ctx, **kwargs)
+        generation.arguments = (ctx, dict(self.config.generation_kwargs))
+        return [generation, loglikelihood]
 
     def download(self, *args, **kwargs) -> None:
         self.dataset = load_local(**self.local_kwargs)

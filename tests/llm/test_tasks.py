@@ -187,11 +187,20 @@ def test_squadv2(tm):
     assert local.config.task == "local_squadv2"
     assert not local.has_test_docs() and local.has_validation_docs()
     assert list(local.eval_docs) == docs
-    # everything but the data source and the aggregation functions is SQuAD2's own code
-    for method in ("doc_to_text", "doc_to_target", "construct_requests", "process_results", "higher_is_better"):
+    # everything but the data source, the aggregation functions and the generation kwargs is SQuAD2's own code
+    for method in ("doc_to_text", "doc_to_target", "process_results", "higher_is_better"):
         assert getattr(type(local), method) is getattr(SQuAD2, method), method
     assert set(local.aggregation()) == set(SQuAD2.aggregation(local))
     doc = docs[0]
+    # its requests are SQuAD2's, until gen_kwargs (simple_evaluate's set_config) update the answer's kwargs
+    ctx = local.doc_to_text(doc)
+    ours, theirs = local.construct_requests(doc, ctx, metadata=("local_squadv2", 0, 1)), \
+        SQuAD2.construct_requests(local, doc, ctx, metadata=("local_squadv2", 0, 1))
+    assert [(r.request_type, r.arguments) for r in ours] == [(r.request_type, r.arguments) for r in theirs]
+    local.set_config(key="generation_kwargs", value={"max_gen_toks": 16}, update=True)
+    generation, loglikelihood = local.construct_requests(doc, ctx, metadata=("local_squadv2", 0, 1))
+    assert generation.arguments == (ctx, {"until": ["\n"], "max_gen_toks": 16})
+    assert loglikelihood.arguments == theirs[1].arguments
     assert local.doc_to_text(doc).startswith(f"Title: {doc['title']}\n\nBackground: ")
     assert local.doc_to_target(doc) == " " + doc["answers"]["text"][0]
     # aggregate per-document results through the task: right answer vs abstention
