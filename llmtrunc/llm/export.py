@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.models import ModelRef
+from llmtrunc.llm.models import ModelRef, parse_gguf_once
 from llmtrunc.spec import DropSpec, Mask
 
 if TYPE_CHECKING:
@@ -329,6 +329,7 @@ def load_source(ref: ModelRef, revision: str = "main", dtype: str = "auto"):
     kwargs: dict[str, Any] = {"revision": revision}
     model_kwargs: dict[str, Any] = {}
     if ref.gguf_file:
+        parse_gguf_once()
         kwargs["gguf_file"] = ref.gguf_file
         # dense weights (the exported checkpoint is plain safetensors), even where GGUF kernels exist
         model_kwargs["quantization_config"] = transformers.GgufConfig(dequantize=True)

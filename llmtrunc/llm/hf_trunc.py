@@ -18,7 +18,7 @@ from lm_eval.models.huggingface import HFLM
 
 from llmtrunc.llm import hooks
 from llmtrunc.llm.calibration import Calibration, model_profile
-from llmtrunc.llm.models import MODELS, resolve_model
+from llmtrunc.llm.models import MODELS, parse_gguf_once, resolve_model
 from llmtrunc.llm.quantization import QuantizedLoadMixin
 from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
@@ -33,6 +33,8 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
             pretrained = ref.pretrained
             if ref.gguf_file:
                 kwargs.setdefault("gguf_file", ref.gguf_file)
+        if kwargs.get("gguf_file"):
+            parse_gguf_once()
         spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
         self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.of(calibration,
                                                                                                   calibration_tokens)
