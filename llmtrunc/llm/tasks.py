@@ -3,7 +3,7 @@
 The repository's `tasks/` folder (or $LLMTRUNC_TASKS_DIR) holds offline variants of standard
 lm-eval tasks, named `local_<standard name>` (local_gsm8k, local_mmlu, local_mmlu_stem,
 local_mmlu_abstract_algebra, local_squadv2, local_arc_easy, local_arc_challenge, local_boolq,
-local_wikitext). They read the shared benchmark data and reproduce the standard tasks' prompts,
+local_wikitext, local_lambada_openai). They read the shared benchmark data and reproduce the standard tasks' prompts,
 targets, splits, filters and metrics (tasks/README.md lists the known differences).
 
 `resolve_tasks` turns the names a user typed into `TaskRef`s:
@@ -89,6 +89,7 @@ for _meta in (
     TaskMetadata("squadv2", "best_exact", floor_of_limit=squad_floor,
                  floor_metrics=("best_exact", "exact", "best_f1", "f1"), absent_fewshot_split="train"),
     TaskMetadata("wikitext", "word_perplexity", absent_fewshot_split="train"),
+    TaskMetadata("lambada_openai", "acc", chance=0.0),
 ):
     TASKS.register(_meta.name, _meta)
 MMLU_GROUPS = ("mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other")

@@ -137,6 +137,17 @@ def test_boolq(tm):
     assert local.doc_to_text(doc) == f"{doc['passage']}\nQuestion: {doc['question']}?\nAnswer:"
 
 
+def test_lambada_openai(tm):
+    local = build_local(tm, "local_lambada_openai")
+    standard = build_standard("lambada/lambada_openai.yaml", local)
+    assert_same_task(local, standard)
+    docs = list(local.eval_docs)
+    assert docs == read_jsonl("lambada_openai/test.jsonl") and len(docs) == 5153
+    context, target = local.doc_to_text(docs[0]), local.doc_to_target(docs[0])
+    assert context + target == docs[0]["text"] and target == " signs"  # the last word, with its space
+    assert list(local._metric_fn_list) == ["perplexity", "acc"]
+
+
 def test_wikitext(tm):
     local = build_local(tm, "local_wikitext")
     standard = build_standard("wikitext/wikitext.yaml", local)
@@ -299,7 +310,7 @@ def test_missing_data_file_raises_one_line(tm, tmp_path, monkeypatch):
 
 
 STANDARD = ["gsm8k", "mmlu", "mmlu_stem", "mmlu_humanities", "mmlu_social_sciences", "mmlu_other",
-            "mmlu_abstract_algebra", "squadv2", "arc_easy", "arc_challenge", "boolq", "wikitext"]
+            "mmlu_abstract_algebra", "squadv2", "arc_easy", "arc_challenge", "boolq", "wikitext", "lambada_openai"]
 
 
 def test_list_local_tasks():
