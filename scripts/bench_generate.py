@@ -1,8 +1,10 @@
-"""Benchmark: 10 conditions of local_gsm8k (5-shot) generated together against one condition run alone.
+"""Benchmark: N conditions (default 10) of local_gsm8k (5-shot) generated together against one condition run alone.
 
     python scripts/bench_generate.py --limit 10 --batch-size 8 [--separate N] [--device cuda] [--out FILE]
+    python scripts/bench_generate.py --model gemma-3-270m-q4_k_m.gguf --conditions 5 --batch-size 1 --limit 4 \
+        --gen-kwargs max_gen_toks=64          # a sliding-window family: 5 conditions against 5 separate runs
 
-Both paths run in this one process on one loaded SmolLM2-135M through the real runner (scripts/benchlib.py),
+Both paths run in this one process on one loaded model (default SmolLM2-135M) through the real runner (scripts/benchlib.py),
 after a warm-up. Separate: each condition on its own, --batch-size prompts per generate call. Shared: all 10
 conditions as one group, each prompt prefilled once and --batch-size x 10 rows (prompt x condition) decoded
 at once, so the prompts are batched as in the separate runs. Prints seconds, `ratio N` (shared / the mean
@@ -32,34 +34,42 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (shared: x 10 rows)")
-    parser.add_argument("--separate", type=int, default=len(CONDITIONS), choices=range(1, len(CONDITIONS) + 1),
-                        metavar="N", help="conditions to time separately (default: all 10)")
+    parser.add_argument("--conditions", type=int, default=len(CONDITIONS), choices=range(2, len(CONDITIONS) + 1),
+                        metavar="C", help=f"the first C of the {len(CONDITIONS)} conditions (default: all)")
+    parser.add_argument("--separate", type=int, default=None, metavar="N",
+                        help="conditions to time separately (default: all C)")
+    parser.add_argument("--model", default="smollm2-135m", help="alias, model directory or .gguf file")
+    parser.add_argument("--gen-kwargs", default=None, help="as llmtrunc's --gen-kwargs, e.g. max_gen_toks=64")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as Markdown")
     args = parser.parse_args(argv)
+    conditions = CONDITIONS[:args.conditions]
+    args.separate = min(args.separate or len(conditions), len(conditions))
 
-    bench = Bench("gsm8k", args.limit, args.device)
-    bench.run(CONDITIONS[:2], True, 2 * args.batch_size, limit=1)  # warm-up (first-call costs land on neither path)
-    shared_s, shared = bench.run(CONDITIONS, True, len(CONDITIONS) * args.batch_size)
+    bench = Bench("gsm8k", args.limit, args.device, model=args.model, gen_kwargs=args.gen_kwargs)
+    bench.run(conditions[:2], True, 2 * args.batch_size, limit=1)  # warm-up (first-call costs land on neither path)
+    shared_s, shared = bench.run(conditions, True, len(conditions) * args.batch_size)
     prompt, generated = bench.lm.prompt_tokens, bench.lm.generated_tokens
-    separate_s, separate = bench.run(CONDITIONS[:args.separate], False, args.batch_size)
+    separate_s, separate = bench.run(conditions[:args.separate], False, args.batch_size)
     one = separate_s / args.separate
     ratio = shared_s / one
     timed = [generation.Condition(bench.lm.mask_for(parse_drop(c), "post-norm"), "post-norm").name
-             for c in CONDITIONS[:args.separate]]
+             for c in conditions[:args.separate]]
     mean_generated = sum(generated[name] for name in timed) / len(timed)  # the conditions `one` is the mean of
     token_ratio = (prompt + sum(generated.values())) / (prompt + mean_generated)
     # dict(): doc id -> responses, once per doc (lm-eval logs a row per doc and filter)
     differ = {c: sum(dict(shared[c][1])[d] != r for d, r in dict(separate[c][1]).items()) for c in separate}
     rows = len(dict(next(iter(shared.values()))[1]))
     lines = [
-        f"local_gsm8k 5-shot, limit {args.limit}, {len(CONDITIONS)} conditions, smollm2-135m on {args.device} "
+        f"local_gsm8k 5-shot, limit {args.limit}, {len(conditions)} conditions, {Path(args.model).name} on {args.device} "
         f"({platform.processor() or platform.machine()}), {date.today()}",
-        f"shared: all {len(CONDITIONS)} conditions {shared_s:.1f} s ({len(CONDITIONS) * args.batch_size} rows decoded at "
+        f"shared: all {len(conditions)} conditions {shared_s:.1f} s ({len(conditions) * args.batch_size} rows decoded at "
         f"once, {args.batch_size} prompts per prefill)",
         f"separate: {args.separate} conditions {separate_s:.1f} s, one condition {one:.1f} s on average "
         f"({args.batch_size} prompts per generate call)",
-        f"ratio {ratio:.2f} (shared sweep / one separate condition; target <= 3.0 on CPU)",
+        f"ratio {ratio:.2f} (shared sweep / one separate condition; target <= 3.0 on CPU); separate runs of all "
+        f"{len(conditions)} conditions cost {len(conditions) / ratio:.2f}x the shared sweep"
+        + ("" if args.separate == len(conditions) else f" (extrapolated from {args.separate})"),
         f"token-count ratio {token_ratio:.2f}: {prompt} prompt tokens + {sum(generated.values())} generated over all "
         f"conditions vs {prompt} + {mean_generated:.0f} for the mean of the {args.separate} conditions timed separately; "
         f"ratio / token ratio = "

@@ -29,12 +29,13 @@ CONDITIONS = ["none", "first-half", "last-half", "first:25%", "last:25%", *(f"ra
 
 
 class Bench:
-    def __init__(self, task: str, limit: int, device: str = "cpu", num_fewshot: int | None = None):
+    def __init__(self, task: str, limit: int, device: str = "cpu", num_fewshot: int | None = None,
+                 model: str = "smollm2-135m", gen_kwargs: str | None = None):
         use_data_dir(None)
         self.task = resolve_tasks([task])[0]
-        self.settings = RunSettings(model=resolve_model("smollm2-135m"), limit=limit, num_fewshot=num_fewshot,
-                                    device=device)
-        self.lm = SharedBodyLM(pretrained="smollm2-135m", device=device, batch_size=1)
+        ref = resolve_model(model)
+        self.settings = RunSettings(model=ref, limit=limit, num_fewshot=num_fewshot, device=device, gen_kwargs=gen_kwargs)
+        self.lm = SharedBodyLM(**ref.model_args(), device=device, batch_size=1)
         task_manager()  # build lm-eval's task index before timing
         memoize_lm_eval_once()  # as `llmtrunc sweep` does, on both paths
 

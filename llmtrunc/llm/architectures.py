@@ -54,6 +54,7 @@ class Architecture:
     logit_softcapping: str | None
     shared_body: bool
     export: tuple[str, ...] = ("head",)  # the EXPORT_METHODS exact for this family, preferred first
+    shared_generation: bool = False  # generate_until: one prefill per prompt, every condition decoded from it
     shared_prefix_attention: bool = False  # shared decoding may read a prompt's cache once for all its rows
     source: str = ""  # the file it came from
 

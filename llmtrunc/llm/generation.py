@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicLayer
 
-from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm import shared_prefix
 from llmtrunc.llm.architectures import Architecture
 from llmtrunc.spec import Mask
@@ -55,18 +54,18 @@ class Condition:
         return self.mask.dropped, self.at if self.mask.dropped else "-"
 
 
-def check_greedy(model: nn.Module, generation_kwargs: dict) -> None:
-    """Refuse, in one line, what this decoder would not do exactly as `generate` does."""
+def not_greedy(model: nn.Module, generation_kwargs: dict) -> str | None:
+    """What in these settings this decoder would not do exactly as `generate` does (None: nothing)."""
     config = copy.deepcopy(model.generation_config)
     for key, value in generation_kwargs.items():
         if hasattr(config, key):
             setattr(config, key, value)
     if config.do_sample:
-        raise LLMTruncError("sampling (do_sample=true) is not shared across conditions: run it with --separate")
+        return "sampling (do_sample=true) is not decoded together"
     changed = [k for k, default in PROCESSOR_SETTINGS.items() if getattr(config, k, None) not in (default, None, [])]
     if changed:
-        raise LLMTruncError(f"generation setting {changed[0]}={getattr(config, changed[0])!r} needs transformers' own "
-                            "generate: run it with --separate")
+        return f"generation setting {changed[0]}={getattr(config, changed[0])!r} needs transformers' own generate"
+    return None
 
 
 @dataclass

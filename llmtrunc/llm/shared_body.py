@@ -25,6 +25,8 @@ position is applied at scoring time, never cached.
 
 from __future__ import annotations
 
+import copy
+import sys
 from contextlib import contextmanager
 
 import torch
@@ -49,6 +51,7 @@ class SharedBodyLM(HFTruncLM):
         self._wanted: dict[tuple[int, ...], list[tuple[tuple[int, ...], int]]] | None = None
         self._collected: list[tuple[tuple[int, ...], int]] | None = None  # `keep`: the keys lm-eval's tokenisation gives
         self._sharing: list[generation.Condition] = []  # conditions decoded together (one task's pending cells)
+        self.separate_generation: str | None = None  # why this task's conditions could not be decoded together
         self._generated: dict[tuple, torch.Tensor] = {}  # (condition, batch) -> continuation not yet asked for
         self._encoded: dict[tuple[str, str], tuple[list[int], list[int]]] = {}  # one task's tokenised requests
         self._kept_weight: tuple | None = None  # (dropped, kept index, the head's kept columns) of the last drop
@@ -70,13 +73,18 @@ class SharedBodyLM(HFTruncLM):
         self._states.clear()
         self._encoded.clear()
         self._kept_weight = None
-        self._sharing, self._generated = [], {}
+        self._sharing, self._generated, self.separate_generation = [], {}, None
 
     def _current(self) -> generation.Condition:
         return generation.Condition(self.drop_hooks.mask, self.at)
 
     def generate_until(self, requests, disable_tqdm: bool = False):
-        if not (self.shared and self._sharing) or not isinstance(self.batch_size_per_gpu, int):
+        if self._sharing and not self.separate_generation:
+            self.separate_generation = self._why_not_shared(requests)
+            if self.separate_generation:
+                print(f"llmtrunc: {self.separate_generation}: this task's conditions run one by one through "
+                      "transformers' generate (as --separate)", file=sys.stderr, flush=True)
+        if not (self.shared and self._sharing) or self.separate_generation:
             return super().generate_until(requests, disable_tqdm=disable_tqdm)
         self._rows = rows = self.batch_size_per_gpu  # rows decoded at once
         self.batch_size_per_gpu = max(1, rows // len(self._sharing))  # prompts per prefill: rows // conditions
@@ -85,15 +93,28 @@ class SharedBodyLM(HFTruncLM):
         finally:
             self.batch_size_per_gpu = rows
 
+    def _why_not_shared(self, requests) -> str | None:
+        """Why this task's generation cannot be decoded together (None: it can): what hooks/<family>.yaml
+        declares, the batch size, and the requests' generation settings (greedy only)."""
+        if not self.arch.shared_generation:
+            return f"{self.arch.family} does not share generation ({self.arch.source or 'no hooks/ file'})"
+        if not isinstance(self.batch_size_per_gpu, int):
+            return f"shared generation needs an integer batch size, not {self.batch_size_per_gpu!r}"
+        for request in requests:
+            settings = {k: v for k, v in request.args[1].items() if k not in ("until", "max_gen_toks")}
+            why = generation.not_greedy(self.model, settings)
+            if why:
+                return why
+        return None
+
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):
-        if not (self.shared and self._sharing):
+        if not (self.shared and self._sharing) or self.separate_generation:
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         current = self._current()
         key = (tuple(map(tuple, context.tolist())), max_length, tuple(stop))
         if (current.name, key) in self._generated:
             return self._generated.pop((current.name, key))
         attention_mask = generation_kwargs.pop("attention_mask", None)
-        generation.check_greedy(self.model, generation_kwargs)
         others = [c for c in self._sharing if c.name != current.name]
         batch, out = None, None
         if not current.mask.dropped:  # the baseline: transformers' generate, its prefill kept for the others
@@ -128,27 +149,31 @@ class SharedBodyLM(HFTruncLM):
 
     @contextmanager
     def _keep_prefill(self, context, attention_mask, wanted: bool):
-        """Around transformers' generate: keep the cache it builds and the prefill's last pre-norm state."""
+        """Around transformers' generate: a copy of the cache as its prefill left it, and the prefill's last
+        pre-norm state.
+
+        The copy is taken right after the first forward pass, so it holds exactly the prompt's keys and values
+        for every cache layer type: a sliding-window layer keeps only its last window, and cropping generate's
+        final cache back to the prompt cannot restore what it dropped (transformers refuses)."""
         kept: dict = {}
         if not wanted:
             yield kept
             return
-        caches = []
-        grab = self.model.register_forward_pre_hook(
-            lambda m, args, kwargs: caches.append(kwargs.get("cache")) if not caches else None, with_kwargs=True)
+
+        def after_prefill(module, args, kwargs, output):
+            if "cache" not in kept and kwargs.get("cache") is not None:
+                kept["cache"] = copy.deepcopy(kwargs["cache"])
+
+        grab = self.model.register_forward_hook(after_prefill, with_kwargs=True)
         try:
             with generation.capture_norm_input(self.arch, self.model) as seen:
                 yield kept
         finally:
             grab.remove()
-        cache = caches[0] if caches else None
-        if cache is not None and getattr(cache, "is_croppable", False) and seen:
-            extra = cache.get_seq_length() - context.shape[1]
-            if extra:
-                cache.crop(-extra)  # the prompt's keys and values, as the prefill wrote them
+        if "cache" in kept and seen:
             kwargs = generation.generation_kwargs(self.model, context, attention_mask)
-            kwargs["cache"] = cache
-            kept["batch"] = generation.Prefill(context, cache, seen[0][:, -1:].detach(), kwargs)
+            kwargs["cache"] = kept.pop("cache")
+            kept["batch"] = generation.Prefill(context, kwargs["cache"], seen[0][:, -1:].detach(), kwargs)
 
     def _body_batch(self, keys: list[tuple[tuple[int, ...], int]]) -> None:
         """Run the decoder stack on right-padded inputs; keep pre-norm states at the scored positions."""

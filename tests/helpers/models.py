@@ -1,47 +1,74 @@
-"""Tiny random-weight decoders for exactness checks, one builder per architecture family in hooks/."""
+"""Tiny random-weight decoders of every architecture class that a hooks/<family>.yaml names.
+
+Each is built from its class's own transformers config, shrunk to TINY sizes, so a new hooks/ file
+is in every architecture test without a line here: the family's defaults stay (softcapping, norm
+convention, a multimodal wrapper's sub-configs), and a family with a sliding window gets a WINDOW
+short enough for the tests' prompts to pass it (its first layer sliding, its second full attention,
+where the config lists layer types).
+"""
 
 from __future__ import annotations
 
 import torch
 import transformers
 
+from llmtrunc.llm import architectures
+
 TINY = dict(vocab_size=97, hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=64)
-
-# family -> (config class, model class, extra config); the first class of each hooks/<family>.yaml
-FAMILIES = {
-    "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM, {}),
-    "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM, {}),
-    "qwen3": (transformers.Qwen3Config, transformers.Qwen3ForCausalLM, {"head_dim": 6}),
-    "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM, {}),
-    "gemma": (transformers.GemmaConfig, transformers.GemmaForCausalLM, {"head_dim": 6}),
-    "gemma2": (transformers.Gemma2Config, transformers.Gemma2ForCausalLM, {"head_dim": 6}),
-    "gemma3": (transformers.Gemma3TextConfig, transformers.Gemma3ForCausalLM, {"head_dim": 6}),
-    "phi3": (transformers.Phi3Config, transformers.Phi3ForCausalLM, {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}),
-    "olmo2": (transformers.Olmo2Config, transformers.Olmo2ForCausalLM, {"pad_token_id": 0, "eos_token_id": 2}),
-    "gpt_neox": (transformers.GPTNeoXConfig, transformers.GPTNeoXForCausalLM, {"bos_token_id": 1, "eos_token_id": 2}),
-    "gpt2": (transformers.GPT2Config, transformers.GPT2LMHeadModel, {"bos_token_id": 1, "eos_token_id": 2}),
-}
-_GPT2_NAMES = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer", "num_attention_heads": "n_head",
-               "max_position_embeddings": "n_positions"}
+WINDOW = 5  # tokens a sliding-window layer attends to
+SPECIAL_TOKENS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
-def tiny_config(arch: str, tied: bool = False) -> transformers.PretrainedConfig:
-    config_cls, _, extra = FAMILIES[arch]
-    sizes = dict(TINY)
-    if arch == "gpt2":
-        sizes = {_GPT2_NAMES.get(k, k): v for k, v in sizes.items() if k not in ("intermediate_size", "num_key_value_heads")}
-    if arch == "gpt_neox":
-        sizes.pop("num_key_value_heads")
-    return config_cls(**sizes, **extra, tie_word_embeddings=tied)
+def _classes() -> dict[str, str]:
+    """Every class named in hooks/ -> its family."""
+    return {name: arch.family for name, arch in architectures.registry().items()}
 
 
-def tiny_model(arch: str, tied: bool = False) -> transformers.PreTrainedModel:
-    """A random-weight decoder of the named family, in float32 eval mode, with non-trivial norm weights."""
+CLASSES = _classes()
+FAMILIES = {family: next(c for c, f in CLASSES.items() if f == family) for family in dict.fromkeys(CLASSES.values())}
+
+
+def _fields(config_cls) -> set[str]:
+    default = config_cls()
+    return {name for name in (*TINY, "head_dim", *SPECIAL_TOKENS, "tie_word_embeddings", "sliding_window",
+                              "use_sliding_window", "layer_types") if hasattr(default, name)}
+
+
+def _tiny_kwargs(config_cls, window: bool, tied: bool) -> dict:
+    have = _fields(config_cls)
+    kwargs = {k: v for k, v in {**TINY, **SPECIAL_TOKENS, "tie_word_embeddings": tied}.items() if k in have}
+    if "head_dim" in have:
+        kwargs["head_dim"] = TINY["hidden_size"] // TINY["num_attention_heads"]
+    if window and "sliding_window" in have:
+        kwargs["sliding_window"] = WINDOW
+        if "use_sliding_window" in have:
+            kwargs["use_sliding_window"] = True
+        if "layer_types" in have:
+            kwargs["layer_types"] = ["sliding_attention", "full_attention"]
+    elif "sliding_window" in have:
+        kwargs["sliding_window"] = None
+    return kwargs
+
+
+def tiny_config(name: str, tied: bool = False, window: bool = True) -> transformers.PretrainedConfig:
+    """The config of `name` (a family or a class in hooks/) at TINY sizes; `window=False`: full attention only."""
+    config_cls = getattr(transformers, FAMILIES.get(name, name)).config_class
+    subs = getattr(config_cls, "sub_configs", None) or {}
+    if subs:  # a wrapper (e.g. multimodal): every sub-config tiny, the wrapper's own defaults kept
+        default = config_cls()
+        kwargs = {key: type(getattr(default, key))(**_tiny_kwargs(type(getattr(default, key)), window, tied)).to_dict()
+                  for key in subs}
+        return config_cls(**kwargs, tie_word_embeddings=tied)
+    return config_cls(**{**_tiny_kwargs(config_cls, window, tied), "tie_word_embeddings": tied})
+
+
+def tiny_model(name: str, tied: bool = False, window: bool = True) -> transformers.PreTrainedModel:
+    """A random-weight decoder of the named family or class, in float32 eval mode, with non-trivial norm weights."""
     torch.manual_seed(0)
-    model = FAMILIES[arch][1](tiny_config(arch, tied)).eval()
+    model = getattr(transformers, FAMILIES.get(name, name))(tiny_config(name, tied, window)).eval()
     with torch.no_grad():  # norms start at w = 1 (or 0 for 1 + w): perturb so a wrong scale convention shows
-        for name, param in model.named_parameters():
-            if "norm" in name or "ln_" in name:
+        for param_name, param in model.named_parameters():
+            if "norm" in param_name or "ln_" in param_name:
                 param.add_(0.1 * torch.randn_like(param))
     return model

@@ -10,7 +10,7 @@ from llmtrunc.llm.hf_trunc import HFTruncLM
 from llmtrunc.llm.hooks import find_final_norm, find_lm_head
 from llmtrunc.spec import parse_drop
 from tests.helpers.checkpoint import save_tiny, tiny_tokenizer
-from tests.helpers.models import FAMILIES, TINY, tiny_model
+from tests.helpers.models import CLASSES, TINY, tiny_model
 
 
 def write_text(path, seed: int, words: int = 50):
@@ -32,9 +32,11 @@ def by_hand(model, ids: list[int], chunk: int, at: str) -> tuple[np.ndarray, np.
     return states.mean(axis=0), np.abs(states).mean(axis=0)
 
 
-@pytest.mark.parametrize("arch", sorted(FAMILIES))
+@pytest.mark.parametrize("arch", CLASSES)
 @pytest.mark.parametrize("at", ["post-norm", "pre-norm"])
 def test_profile_equals_the_hook_positions_average(arch, at, tmp_path):
+    """Every class of the architecture matrix (tests/llm/test_architectures.py): the profile, and the drops
+    resolved against it, from the hook position's own tensor."""
     model, tokenizer = tiny_model(arch), tiny_tokenizer()
     calibration = Calibration(str(write_text(tmp_path / "text.txt", 0)), tokens=40, chunk=16)  # chunks 16, 16, 8
     profile = compute_profile(model, tokenizer, calibration, at, max_length=64)
@@ -45,6 +47,10 @@ def test_profile_equals_the_hook_positions_average(arch, at, tmp_path):
     np.testing.assert_allclose(profile.mean_abs, mean_abs, rtol=1e-12, atol=1e-15)
     assert profile.calibration == {"source": calibration.path, **calibration.key(), "tokens": 40, "chunk": 16,
                                    "position": at}
+    dim = TINY["hidden_size"]
+    assert parse_drop("top:25%").mask(dim, profile).dropped == tuple(sorted(np.argsort(-mean_abs, kind="stable")[:6]))
+    assert parse_drop("outliers").mask(dim, profile).dropped == tuple(
+        i for i in range(dim) if abs(mean[i] - mean.mean()) > 3 * mean.std())
 
 
 def test_chunks_stop_at_the_context_and_short_texts_use_what_they_have(tmp_path):

@@ -1,13 +1,16 @@
 """Shared generation on a tiny model: one prefill, every condition decoded as transformers' generate would."""
 
+import dataclasses
+
 import pytest
 import torch
+from lm_eval.api.instance import Instance
 
-from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm import architectures, hooks, shared_prefix
-from llmtrunc.llm.generation import Condition, check_greedy, decode, prefill
+from llmtrunc.llm.generation import Condition, decode, not_greedy, prefill
 from llmtrunc.spec import Mask
 from tests.helpers.checkpoint import tiny_tokenizer
+from tests.helpers.lm import run_conditions, tiny_lm
 from tests.helpers.models import tiny_model
 
 PROMPTS = torch.tensor([[0, 0, 5, 17, 3, 88, 41], [9, 60, 2, 33, 71, 12, 8]])  # the first left-padded
@@ -21,19 +24,6 @@ def separate(model, condition, prompt, mask, max_length):
     with torch.no_grad(), hooks.truncated(model, condition.mask, condition.at if condition.mask.dropped else "post-norm"):
         return model.generate(input_ids=prompt[None], attention_mask=mask[None], max_length=max_length, do_sample=False,
                               pad_token_id=0, eos_token_id=None)[0]
-
-
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma2"])
-def test_rows_decoded_alone_equal_generate(family):
-    """Batch size 1: one prompt per prefill and one row at a time, as a separate run at batch size 1."""
-    model = tiny_model(family)
-    arch = architectures.for_model(model)
-    for prompt in (PROMPTS[0, 2:], PROMPTS[1]):
-        with torch.no_grad():
-            batch = prefill(model, arch, prompt[None], None)
-            shared = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, len(prompt) + 12, [], set(), 0, 1)
-        for condition, out in zip(CONDITIONS, shared):
-            assert torch.equal(out[0], separate(model, condition, prompt, torch.ones_like(prompt), len(prompt) + 12))
 
 
 def test_padded_batch_matches_generate_on_the_same_batch():
@@ -62,12 +52,16 @@ def test_every_row_is_masked_on_every_step():
     assert all(not torch.equal(step[(0, 0)], step[(0, 1)]) for step in steps)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+PREFIX_FAMILIES = [a.family for a in dict.fromkeys(architectures.registry().values()) if a.shared_prefix_attention]
+
+
+@pytest.mark.parametrize("family", PREFIX_FAMILIES)
 def test_shared_prefix_attention_equals_a_copy_per_row(family):
     """Rows of a padded prompt batch attending over the prompts' one cached copy (llmtrunc.llm.shared_prefix)
     give the logits of every row attending over its own copy with transformers' attention, up to rounding,
-    and the same greedy tokens; rows leaving the batch keep the others' prompts right."""
-    model = tiny_model(family)
+    and the same greedy tokens; rows leaving the batch keep the others' prompts right. Full attention only (a
+    model configured with a sliding window gets a copy per row: tests/llm/test_architectures.py)."""
+    model = tiny_model(family, window=False)
     arch = architectures.for_model(model)
     assert arch.shared_prefix_attention
     steps = {True: [], False: []}
@@ -75,17 +69,19 @@ def test_shared_prefix_attention_equals_a_copy_per_row(family):
     real = shared_prefix.attention
     with torch.no_grad():
         batch = prefill(model, arch, PROMPTS, MASK)
+        free = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, 7 + 10, [], set(), 0, 8, prefix_once=False)
+        eos = {int(free[1][0, 7 + 3])}  # the fourth token of one row: that row ends early
         for once in (True, False):
             with pytest.MonkeyPatch.context() as patch:
                 patch.setitem(shared_prefix.AttentionInterface._global_mapping, shared_prefix.NAME,
                               lambda *a, **k: used.append(once) or real(*a, **k))
-                outs = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, 7 + 10, [], {5}, 0, 8, prefix_once=once,
+                outs = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, 7 + 10, [], eos, 0, 8, prefix_once=once,
                               on_step=lambda rows, step: steps[once].append(dict(zip(rows, step))))
             if once:
                 first = outs
     assert used and set(used) == {True}  # the shared run used it, on every layer; the copies never
     assert [s.keys() for s in steps[True]] == [s.keys() for s in steps[False]]  # the same rows stepped
-    assert len(steps[True][-1]) < len(steps[True][0])  # some rows ended early (EOS 5) and left the batch
+    assert len(steps[True][-1]) < len(steps[True][0])  # some rows ended early (at eos) and left the batch
     worst = max(float((a[row] - b[row]).abs().max()) for a, b in zip(steps[True], steps[False]) for row in a)
     print(f"{family}: max |logit difference| {worst:.2g}")
     assert worst < 1e-5  # float32: measured 6e-8 (llama, qwen2)
@@ -107,10 +103,27 @@ def test_rows_leave_at_eos_and_stop_sequences():
     assert torch.equal(eos[0][0, :8], free[0][0, :8])  # the other rows ran on unchanged
 
 
-def test_sampling_and_processors_are_refused():
+def test_sampling_and_processors_are_named():
     model = tiny_model("llama")
-    with pytest.raises(LLMTruncError, match="--separate"):
-        check_greedy(model, {"do_sample": True, "temperature": 0.7})
-    with pytest.raises(LLMTruncError, match="repetition_penalty"):
-        check_greedy(model, {"repetition_penalty": 1.3})
-    check_greedy(model, {"temperature": 0.0, "do_sample": False})
+    assert "sampling" in not_greedy(model, {"do_sample": True, "temperature": 0.7})
+    assert "repetition_penalty=1.3" in not_greedy(model, {"repetition_penalty": 1.3})
+    assert not_greedy(model, {"temperature": 0.0, "do_sample": False}) is None
+
+
+@pytest.mark.parametrize("why,said", [("setting", "repetition_penalty=1.3 needs transformers' own generate"),
+                                      ("hooks file", "llama does not share generation (llama.yaml)")])
+def test_what_cannot_be_shared_falls_back_to_separate_runs_with_one_line(why, said, tmp_path, capsys):
+    """A generation setting the shared decoder does not do, or a family whose hooks/ file says
+    `shared_generation: false`: the task's conditions run through generate one by one, as --separate would."""
+    lm = tiny_lm(tmp_path, "llama")
+    settings = {"until": ["w50"], "max_gen_toks": 6, "do_sample": False}
+    if why == "setting":
+        settings["repetition_penalty"] = 1.3
+    else:
+        lm.arch = dataclasses.replace(lm.arch, shared_generation=False)
+    requests = [Instance("generate_until", {}, ("w5 w17 w3 w88 w41 w9 w60", dict(settings)), 0)]
+    lm.prefills = 0
+    shared = run_conditions(lm, requests, "generate_until", shared=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "as --separate" in line]
+    assert lm.prefills == 0 and len(lines) == 1 and said in lines[0]
+    assert shared == run_conditions(lm, requests, "generate_until", shared=False)
