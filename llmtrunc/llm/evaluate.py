@@ -279,7 +279,8 @@ def lm_fields(lm, job: LLMCell) -> dict[str, Any]:
     """The record fields an LM adds: shared or separate compute, the calibration profile a profile-based
     mask was resolved against, and a backend's own fields (vLLM: engine version, export method, engine check)."""
     calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
-    return {"compute": "shared" if getattr(lm, "shared", False) else "separate",
+    shared = getattr(lm, "shared", False) and not getattr(lm, "separate_generation", None)  # a fallen-back task: separate
+    return {"compute": "shared" if shared else "separate",
             **({"calibration": calibration} if calibration else {}), **(getattr(lm, "record_extra", None) or {})}
 
 
