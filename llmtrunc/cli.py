@@ -2,12 +2,14 @@
 
 Each command module exposes `register(subparsers)`, which adds its parser and sets `func`.
 Errors the user can fix (LLMTruncError) print one line and exit 2, never a traceback.
+`run` is the console script: `main`, then the exit (see `exit_with`).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from llmtrunc.errors import LLMTruncError
@@ -46,5 +48,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_with(code: int) -> None:
+    """Exit with `code`. A process that ran vLLM engines shuts them down and leaves without the interpreter's
+    teardown: the engine's native threads can abort it there ("terminate called without an active exception"),
+    which turned a finished run into a failed exit status. Everything a run computes is already written."""
+    vllm = sys.modules.get("llmtrunc.llm.vllm_backend")
+    if vllm is None or not vllm.engines_started():
+        sys.exit(code)
+    vllm.close_engines()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> None:
+    exit_with(main())
+
+
 if __name__ == "__main__":  # python -m llmtrunc.cli
-    sys.exit(main())
+    run()

@@ -11,6 +11,7 @@ from llmtrunc.store import ResultsStore
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    """The console script's own entry (`llmtrunc.cli.run`) in a fresh process."""
     return subprocess.run([sys.executable, "-m", "llmtrunc.cli", *argv], capture_output=True, text=True, timeout=600)
 
 
@@ -34,12 +35,23 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
     (["attribute", "--tasks", "arc_easy", "--k", "0,50"], "--k values must lie in 1..99"),
     (["attribute", "--tasks", "arc_easy", "--backend", "vllm"], "needs the hf backend"),
 ])
-def test_bad_input_is_one_line_and_nonzero(argv, message):
-    proc = run_cli(*argv)
-    assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert message in lines[0] and "Traceback" not in proc.stderr
+def test_bad_input_is_one_line_and_nonzero(argv, message, capsys):
+    """In process, as the console script runs `main`: an unexpected exception would fail the test itself."""
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own errors
+        code = exit_.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert message in lines[0]
+
+
+def test_bad_input_exits_2_with_one_line_from_the_console_script():
+    proc = run_cli("eval", "--model", "no-such-model", "--tasks", "arc_easy")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("llmtrunc: error: unknown model 'no-such-model': use an alias")
 
 
 def test_help_explains_every_option(capsys):

@@ -240,6 +240,15 @@ class LLMCompute:
         return self._lm
 
     def __call__(self, cells: list[Cell]) -> Iterator[Computed]:
+        if cells[0].payload.settings.backend != "vllm":
+            yield from self._compute(cells)
+            return
+        from llmtrunc.llm.vllm_backend import engine_errors
+
+        with engine_errors():
+            yield from self._compute(cells)
+
+    def _compute(self, cells: list[Cell]) -> Iterator[Computed]:
         import lm_eval
         from lm_eval.utils import handle_non_serializable
 

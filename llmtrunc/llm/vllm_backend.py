@@ -29,9 +29,10 @@ import os
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
@@ -48,6 +49,7 @@ CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: 23,296 float32 tokens of SmolLM2-135M; VL
 _DELEGATED = "LLMTRUNC_VLLM_DELEGATED"
 _real_version = importlib.metadata.version
 _live = []  # the process's one running engine: each holds a model and its KV cache (about 5 GiB on CPU)
+_started = []  # every engine this process started (llmtrunc.cli.exit_with)
 
 
 def vllm_env() -> Path:
@@ -283,6 +285,7 @@ def _trunc_vllm_class():
 
         def __init__(self, *args, llmtrunc_spec: DropSpec, llmtrunc_at: str, llmtrunc_mask: Mask,
                      llmtrunc_export: dict[str, Any] | None, **kwargs):
+            _started.append(kwargs.get("pretrained"))  # before the start: a failed start leaves processes too
             super().__init__(*args, **kwargs)
             _live.append(self)
             self.drop, self.at, self.mask = llmtrunc_spec, llmtrunc_at, llmtrunc_mask
@@ -325,6 +328,29 @@ def _trunc_vllm_class():
     return TruncVLLM
 
 
+def engines_started() -> int:
+    return len(_started)
+
+
+def close_engines() -> None:
+    """Shut down every engine this process started, before the interpreter tears down what they hold."""
+    for engine in list(_live):
+        engine.close()
+
+
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """A failure inside vLLM as one line (LLMTruncError), its engines shut down; llmtrunc's own errors pass as they are."""
+    try:
+        yield
+    except LLMTruncError:
+        raise
+    except Exception as exc:
+        close_engines()
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise LLMTruncError(f"the vLLM engine failed: {type(exc).__name__}{': ' + first if first else ''}") from exc
+
+
 def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_parallel_size: int = 1,
             data_parallel_size: int = 1, export_root: str | Path = DEFAULT_EXPORT_ROOT, **vllm_kwargs: Any):
     """An lm-eval LM (lm-eval's VLLM) that scores `settings.model` with `spec` applied at `at`.
@@ -355,6 +381,5 @@ def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_paralle
     cls = _trunc_vllm_class()
     dtype, vllm_kwargs = engine_kwargs(data.get("dtype", "auto"), config, **vllm_kwargs)
     args = vllm_model_args(checkpoint, tensor_parallel_size, data_parallel_size, dtype, batch, revision, **vllm_kwargs)
-    for engine in list(_live):  # one engine at a time: a sweep's next drop replaces the last
-        engine.close()
+    close_engines()  # one engine at a time: a sweep's next drop replaces the last
     return cls(**args, llmtrunc_spec=spec, llmtrunc_at=at, llmtrunc_mask=mask, llmtrunc_export=recorded)

@@ -108,6 +108,7 @@ def test_selection_helpers():
     assert base == 0 and scores.tolist() == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_analyze_end_to_end_and_report(minilm, data_dir, tmp_path):
     from rich.console import Console
 

@@ -206,6 +206,7 @@ def test_records_cell_and_resume(tmp_path, task_dir):
     assert other[0].run_id != cells[0].run_id
 
 
+@pytest.mark.slow
 def test_baseline_is_lm_eval_on_smollm2(tmp_path):
     """Real SmolLM2 on the local arc_easy: the baseline computed from the kept states is lm-eval's own acc."""
     task = resolve_tasks(["arc_easy"])[0]

@@ -128,6 +128,7 @@ def test_export_and_vllm_refuse_profile_specs():
         check_exportable(parse_drop("random:outliers@0"), "post-norm")
 
 
+@pytest.mark.slow
 def test_eval_outliers_against_random_control_on_smollm2(tmp_path, monkeypatch, capsys):
     """`llmtrunc eval --drop outliers,random:outliers@0` on the real model: resolved indices and calibration recorded."""
     from llmtrunc.cli import main

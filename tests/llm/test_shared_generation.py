@@ -20,6 +20,8 @@ from llmtrunc.runner import Runner
 from llmtrunc.spec import parse_drops
 from llmtrunc.store import ResultsStore
 
+pytestmark = pytest.mark.slow  # the full tier: real 5-shot prompts, 5 conditions both ways
+
 POST_NORM = parse_drops(["none,first-half,last-half,random:50%@0"])
 PRE_NORM = parse_drops(["first-half"])
 
@@ -47,7 +49,7 @@ def run(lm, task: str, limit: int, max_gen_toks: int, shared: bool, folder):
     return out, lm.prefills
 
 
-@pytest.mark.parametrize("task,limit,max_gen_toks", [("gsm8k", 8, 32), ("squadv2", 20, 16)])
+@pytest.mark.parametrize("task,limit,max_gen_toks", [("gsm8k", 4, 32), ("squadv2", 12, 16)])
 def test_shared_generation_equals_separate_runs(lm, task, limit, max_gen_toks, tmp_path):
     shared, prefills = run(lm, task, limit, max_gen_toks, True, tmp_path / "shared")
     separate, _ = run(lm, task, limit, max_gen_toks, False, tmp_path / "separate")

