@@ -16,28 +16,13 @@ baseline share it, which is how retention finds the baseline in every track.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
+from llmtrunc.files import digest, file_digest, slug
 from llmtrunc.spec import DropSpec, Mask
 
 TRACKS = ("llm", "encoder", "encoder-analysis", "llm-analysis")
-
-
-def digest(data: Any, length: int = 16) -> str:
-    """A stable short hash of JSON-able data (keys sorted)."""
-    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes ('missing' when absent: a missing file is a different cell, not a crash)."""
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
 def drop_key(spec: DropSpec) -> str:
@@ -65,7 +50,7 @@ def settings_id(settings: Mapping[str, Any]) -> str:
 
 def run_id(key: Mapping[str, Any], *label_parts: str) -> str:
     """Readable prefix + hash of the cell key: the directory name of a cell in the results store."""
-    label = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in label_parts if p)
+    label = "__".join(slug(p) for p in label_parts if p)
     return f"{label}__{digest(dict(key))}" if label else digest(dict(key))
 
 

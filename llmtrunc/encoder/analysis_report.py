@@ -21,7 +21,8 @@ import pandas as pd
 
 from llmtrunc.plots import markdown_table, pyplot, save
 from llmtrunc.retention import retention
-from llmtrunc.store import atomic_write, recorded_commands
+from llmtrunc.files import atomic_write
+from llmtrunc.store import recorded_commands
 
 TRACK = "encoder-analysis"
 

@@ -19,9 +19,10 @@ import numpy as np
 
 from llmtrunc import provenance
 from llmtrunc.encoder import truncate as trunc
-from llmtrunc.encoder.cache import CacheKey, EmbeddingCache, texts_hash
+from llmtrunc.encoder.cache import CacheKey, EmbeddingCache
 from llmtrunc.encoder.models import DEFAULT_MODEL, Encoder, resolve_model
 from llmtrunc.encoder.tasks import Limits, Task, resolve_task
+from llmtrunc.files import texts_hash
 from llmtrunc.profile import Profile
 from llmtrunc.record import Record, cell_key, drop_fields, settings_id
 from llmtrunc.runner import Cell, Computed

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from llmtrunc.data import data_file
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import file_digest
 from llmtrunc.profile import Profile, ProfileCache
-from llmtrunc.record import file_digest
 
 if TYPE_CHECKING:  # torch stays unimported until a profile is computed: building cells needs only the key
     from torch import nn

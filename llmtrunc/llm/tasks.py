@@ -31,7 +31,7 @@ from llmtrunc.data import ENV_VAR as DATA_ENV_VAR
 from llmtrunc.data import data_dir as require_data_dir
 from llmtrunc.data import find_data_dir, read_jsonl, shipped_dir
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.record import digest, file_digest
+from llmtrunc.files import digest, file_digest
 from llmtrunc.registry import Registry
 
 if TYPE_CHECKING:

@@ -26,7 +26,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 from dataclasses import is_dataclass
@@ -37,7 +36,8 @@ from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.export import VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
-from llmtrunc.record import digest, drop_key
+from llmtrunc.files import digest, slug
+from llmtrunc.record import drop_key
 from llmtrunc.spec import DropSpec, Mask
 
 ENV_VAR = "LLMTRUNC_VLLM_ENV"  # where the CPU engine's environment is (default .venv-vllm in the checkout)
@@ -145,7 +145,7 @@ def export_dir(settings: Any, spec: DropSpec, at: str, export_root: str | Path) 
     key = export_key(settings, spec, at)
     short = digest(key, 12)
     name = _settings_dict(settings)["model"].name
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(name).name}__{spec.name}__{key['via']}")[:80]
+    readable = slug(f"{Path(name).name}__{spec.name}__{key['via']}", 80, sep="_")
     return Path(export_root) / f"{readable}__{short}"
 
 
