@@ -119,7 +119,7 @@ def build_settings(args, model: str):
 
 
 def positions(text: str) -> list[str]:
-    from llmtrunc.llm.hooks import check_position
+    from llmtrunc.llm.architectures import check_position
 
     found = [p.strip() for p in text.split(",") if p.strip()]
     for at in found:

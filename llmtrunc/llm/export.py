@@ -28,18 +28,15 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm.architectures import EXPORT_METHODS, Architecture, check_position, for_model
 from llmtrunc.llm.models import ModelRef, parse_gguf_once
 from llmtrunc.spec import DropSpec, Mask
 
-if TYPE_CHECKING:
-    from llmtrunc.llm.architectures import Architecture
-
 META_KEY = "llmtrunc_drop"
 META_FILE = "llmtrunc_drop.json"
-EXPORT_METHODS = ("norm", "head")  # zeroed entries of the final norm's scale (and bias); zeroed LM-head columns
 VIA = ("auto", *EXPORT_METHODS)
 # Max |logit difference| between the reloaded export and the hook path, per unit of the largest logit.
 # Both edits give the hook's hidden state bit for bit, so a correct export on the same kernels differs by 0.
@@ -54,8 +51,7 @@ def check_exportable(spec: DropSpec, at: str) -> None:
             "RMS of the whole vector): export and the vLLM backend support --at post-norm only; "
             "use the HF backend for pre-norm"
         )
-    if at != "post-norm":
-        raise LLMTruncError(f"unknown position {at!r}: choose post-norm or pre-norm")
+    check_position(at)
     if spec.kind == "pca":
         raise LLMTruncError("pca:K is an encoder-only projection, not a set of dimensions: it cannot be exported")
     if spec.needs_profile:
@@ -279,7 +275,6 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     "error", "overwrite", or "reuse" (keep a complete export already there: the cache mode).
     """
     from llmtrunc.llm import hooks
-    from llmtrunc.llm.architectures import for_model
 
     check_exportable(spec, at)
     out = Path(out)

@@ -17,6 +17,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from llmtrunc.llm import hooks
+from llmtrunc.llm.architectures import check_position
 from llmtrunc.llm.calibration import Calibration, model_profile
 from llmtrunc.llm.models import MODELS, parse_gguf_once, resolve_model
 from llmtrunc.llm.quantization import QuantizedLoadMixin
@@ -62,7 +63,7 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
 
     def mask_for(self, spec: DropSpec, at: str) -> Mask:
         """The dimensions `spec` drops at `at`, against this model's profile where the spec needs one."""
-        hooks.check_position(at)
+        check_position(at)
         return spec.mask(self.hidden_size, self.profile(at) if spec.needs_profile else None)
 
     @contextmanager
