@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.architectures import check_position, for_model
+from llmtrunc.llm.architectures import for_model
 from llmtrunc.spec import Mask
 
 
