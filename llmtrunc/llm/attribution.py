@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
@@ -43,7 +42,7 @@ from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, me
 from llmtrunc.llm.tasks import TaskRef, task_manager
 from llmtrunc.record import Record, cell_key, drop_fields, settings_id
 from llmtrunc.runner import Cell, Computed
-from llmtrunc.selection import n_drop, ranked_selection, split_sets
+from llmtrunc.selection import n_drop, ranked_selection, share, split_sets
 from llmtrunc.spec import DropSpec, Mask
 
 TRACK = "llm-analysis"
@@ -237,7 +236,7 @@ class AttributionJob:
 
     settings: RunSettings
     task: TaskRef
-    ks: tuple[int, ...]
+    ks: tuple[int | float, ...]
     seeds: tuple[int, ...]
 
     @property
@@ -251,7 +250,8 @@ class AttributionJob:
                 "ks": list(self.ks), "seeds": list(self.seeds), "method": METHOD}
 
 
-def attribution_cells(settings: list[RunSettings], tasks: list[TaskRef], ks: list[int], seeds: list[int]) -> list[Cell]:
+def attribution_cells(settings: list[RunSettings], tasks: list[TaskRef], ks: list[int | float],
+                      seeds: list[int]) -> list[Cell]:
     """One cell per (model, task): the per-dimension records and the selection comparison of that task."""
     cells = []
     for run in settings:
@@ -410,15 +410,15 @@ def kept_rows(lm, keys) -> KeptRows:
     return KeptRows(lm.model, lm.arch, [lm.kept(k) for k in keys], [list(full[len(full) - n:]) for full, n in keys])
 
 
-def selection_drop(condition: str, k: int, seed: int | None, dims, dim: int) -> dict:
+def selection_drop(condition: str, k: int | float, seed: int | None, dims, dim: int) -> dict:
     """A record's drop columns: a random selection is exactly random:K%@seed; a ranked one is degrading:K% or
     improving:K% (its own kind, so that nothing takes it for a baseline)."""
     if condition == "random":
-        fields = drop_fields(DropSpec("random", Fraction(k, 100), seed), Mask(dim, tuple(dims)), dim)
+        fields = drop_fields(DropSpec("random", share(k), seed), Mask(dim, tuple(dims)), dim)
         fields.pop("dim")
         return fields
     return {"drop": f"{condition}:{k}%", "drop_family": f"{condition}:{k}%", "drop_kind": condition,
-            "drop_ratio": k / 100, "dropped_indices": list(dims), "n_dropped": len(dims)}
+            "drop_ratio": float(share(k)), "dropped_indices": list(dims), "n_dropped": len(dims)}
 
 
 def summary(records: list[Record]) -> str:

@@ -47,7 +47,7 @@ ANALYSES = ("outliers", "anisotropy", "attribution", "pca")
 @dataclass
 class AnalyzeConfig(EncoderRunConfig):
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
-    ks: list[int] = field(default_factory=lambda: list(range(10, 100, 10)))
+    ks: list[int | float] = field(default_factory=lambda: list(range(10, 100, 10)))  # percents
     seeds: list[int] = field(default_factory=lambda: list(range(5)))
     attr_experiments: int = 2
     max_rows: int = 5000
