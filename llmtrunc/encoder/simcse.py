@@ -34,10 +34,12 @@ from llmtrunc.encoder.models import DEFAULT_MODEL
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.record import Record, cell_key, settings_id
 from llmtrunc.runner import Cell, Computed
-from llmtrunc.spec import DropSpec, Mask
+from llmtrunc.retention import retention
+from llmtrunc.spec import DropSpec, parse_drop
 
 TRACK = "encoder-analysis"
 TEMPERATURE = 0.05
+RANDOM_HALF = parse_drop("random:50%")  # the truncation whose retention is tracked over training (a seed per draw)
 
 
 def read_wiki(path: Path, n: int | None = None, min_chars: int = 10) -> list[str]:
@@ -200,10 +202,11 @@ class Tracker:
         dim = emb["sentences"].shape[1]
         sts_ret, ir_ret = [], []
         for seed in self.config.eval_seeds:
-            mask = Mask.random(dim, dim // 2, seed)
-            sts_ret.append(sts.score({"sentences": mask.remove(emb["sentences"])}, "cosine", emb)["cosine_spearman"] / out["stsb_dev_spearman"])
+            mask = RANDOM_HALF.with_seed(seed).mask(dim)
+            score = sts.score({"sentences": mask.remove(emb["sentences"])}, "cosine", emb)["cosine_spearman"]
+            sts_ret.append(retention(score, out["stsb_dev_spearman"], sts.higher_is_better))
             cut = {k: mask.remove(v) for k, v in remb.items()}
-            ir_ret.append(r.score(cut, "cosine", remb)["ndcg_at_10"] / out["scifact_ndcg_at_10"])
+            ir_ret.append(retention(r.score(cut, "cosine", remb)["ndcg_at_10"], out["scifact_ndcg_at_10"], r.higher_is_better))
         out["sts_retention_random50"] = float(np.mean(sts_ret))
         out["sts_retention_random50_std"] = float(np.std(sts_ret))
         out["retrieval_retention_random50"] = float(np.mean(ir_ret))

@@ -18,8 +18,8 @@ import pandas as pd
 
 from llmtrunc.plots import pyplot, save
 from llmtrunc.outliers import outlier_table
-from llmtrunc.retention import condition_table
-from llmtrunc.tables import interval, mean_std
+from llmtrunc.retention import retention
+from llmtrunc.tables import condition_table, interval, mean_std
 
 # The paper's Table 3: full / first half removed / last half removed.
 PAPER_TABLE3 = pd.DataFrame(
@@ -61,7 +61,7 @@ def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
                  "this model: score (retention)":
                      f"{row['score']:.4f} ({'-' if pd.isna(row['retention']) else format(row['retention'], '.3f')})"}
         for _, ref in paper.iterrows():
-            entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({ref[condition] / ref['full']:.3f})"
+            entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({retention(ref[condition], ref['full']):.3f})"
         rows.append(entry)
     return pd.DataFrame(rows)
 
@@ -144,7 +144,7 @@ def curves(table: pd.DataFrame, model: str) -> bytes | None:
                         capsize=2, label=f"{k}" + ("" if at == "post-norm" else f" ({at})"))
         first = part.iloc[0]
         if pd.notna(first["floor"]) and first["baseline"]:
-            ax.axhline(first["floor"] / first["baseline"], color="grey", ls="--", lw=0.8, label="chance / floor")
+            ax.axhline(retention(first["floor"], first["baseline"]), color="grey", ls="--", lw=0.8, label="chance / floor")
         ax.axhline(1.0, color="black", lw=0.5)
         ax.set(title=f"{task} ({first['metric']})", xlabel="dimensions removed (%)", ylabel="retention")
         ax.legend(fontsize=6)
@@ -164,7 +164,7 @@ def paper_figure(table: pd.DataFrame, model: str) -> bytes | None:
         half = PAPER_CONDITIONS[drop]
         group = f"{task}\n{half.replace(' removed', '')}"
         for _, ref in PAPER_TABLE3[PAPER_TABLE3["task"] == task].iterrows():
-            bars.append((group, f"{ref['model']} (paper)", ref[half] / ref["full"]))
+            bars.append((group, f"{ref['model']} (paper)", retention(ref[half], ref["full"])))
         bars.append((group, model, row["retention"].iloc[0]))
     groups, series = list(dict.fromkeys(b[0] for b in bars)), list(dict.fromkeys(b[1] for b in bars))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(groups) + 2), 3.4))

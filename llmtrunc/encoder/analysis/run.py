@@ -36,6 +36,7 @@ from llmtrunc.encoder.evaluate import EncoderRunConfig, encode_sets, score_specs
 from llmtrunc.encoder.models import Encoder
 from llmtrunc.encoder.tasks import Limits, Task
 from llmtrunc.record import Record, cell_key, settings_id
+from llmtrunc.retention import retention
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.selection import n_drop, ranked_selection, split_sets
 from llmtrunc.spec import DropSpec, Mask, parse_drop
@@ -178,7 +179,7 @@ def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[
         for name, value in anisotropy_metrics(keep(points), keep(x), keep(y), config.max_rows).items():
             records.append(_rec(base, name, value, "random", k_percent=50, n_dropped=n, seed=seed, **extra))
         score = ctx.score(dims)
-        records.append(_rec(base, metric, score, "random", k_percent=50, n_dropped=n, seed=seed, retention=score / full_score))
+        records.append(_rec(base, metric, score, "random", k_percent=50, n_dropped=n, seed=seed, retention=retention(score, full_score, ctx.task.higher_is_better)))
     return records
 
 
