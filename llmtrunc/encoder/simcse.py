@@ -28,14 +28,13 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from llmtrunc import provenance
 from llmtrunc.data import data_dir as find_data_dir
 from llmtrunc.encoder.models import DEFAULT_MODEL
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.record import Record, cell_key, settings_id
+from llmtrunc.record import RecordBuilder, cell_key
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.retention import retention
-from llmtrunc.spec import DropSpec, parse_drop
+from llmtrunc.spec import parse_drop
 
 TRACK = "encoder-analysis"
 TEMPERATURE = 0.05
@@ -214,13 +213,18 @@ class Tracker:
         return {k: float(v) for k, v in out.items()}
 
 
-def simcse_cell(config: SimCSEConfig) -> Cell:
-    """The one runner cell of a training run: every setting that changes its numbers is in its key."""
-    from llmtrunc.encoder.models import resolve_model
-
+def simcse_settings(config: SimCSEConfig) -> dict:
+    """Every setting that changes a training run's numbers (where the data lives and the device do not)."""
     settings = {k: v for k, v in asdict(config).items() if k not in ("data_dir", "device")}
     settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE)
-    return Cell(cell_key(settings, DropSpec("none")), (resolve_model(config.model).alias, "simcse", config.mode),
+    return settings
+
+
+def simcse_cell(config: SimCSEConfig) -> Cell:
+    """The one runner cell of a training run, keyed by its settings."""
+    from llmtrunc.encoder.models import resolve_model
+
+    return Cell(cell_key(simcse_settings(config)), (resolve_model(config.model).alias, "simcse", config.mode),
                 ("simcse", config.mode), config)
 
 
@@ -232,13 +236,10 @@ def compute(cells: list[Cell], log: Callable[[str], None] = print) -> Iterator[C
         config: SimCSEConfig = cell.payload
         trained = train(config, log)
         tracker = Tracker(config)
-        settings = {k: v for k, v in cell.key.items() if k not in ("drop", "at")}
-        base = {"common": {"track": TRACK, "run_id": cell.run_id, "model": trained["alias"], "model_id": trained["source"],
-                           "task": "simcse", "settings_id": settings_id(settings), **provenance.stamp()},
-                "extra": {"analysis": f"simcse-{config.mode}", "mode": config.mode, "settings": settings,
-                          "n_train": trained["n_train"], "train_seconds": round(trained["seconds"], 1)}}
-        record = lambda metric, value, **extra: Record(**base["common"], metric=metric, value=float(value),  # noqa: E731
-                                                       extra={**base["extra"], **extra})
+        settings = simcse_settings(config)
+        record = RecordBuilder(cell.run_id, TRACK, settings, model=trained["alias"], model_id=trained["source"],
+                               task="simcse", analysis=f"simcse-{config.mode}", mode=config.mode, settings=settings,
+                               n_train=trained["n_train"], train_seconds=round(trained["seconds"], 1))
         records = [record("train_loss", loss, step=int(step), condition="train") for step, loss in trained["losses"]]
         for step, path in [(0, None)] + checkpoints(config.out_dir):
             t0 = time.perf_counter()

@@ -16,13 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from llmtrunc import provenance
 from llmtrunc.data import ENV_VAR, find_data_dir
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.calibration import Calibration
 from llmtrunc.llm.models import ModelRef
 from llmtrunc.llm.tasks import TaskRef, fingerprint, metadata, standard_name, task_manager
-from llmtrunc.record import Record, cell_key, drop_fields, settings_id
+from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.spec import DropSpec, Mask
 
@@ -53,6 +52,10 @@ class RunSettings:
                 "apply_chat_template": self.apply_chat_template, "gen_kwargs": self.gen_kwargs,
                 "quantization": self.quantization, "backend": self.backend}
 
+    def when_dropped(self) -> dict[str, Any]:
+        """What changes a cell's numbers only when it drops something: vLLM's export method (a baseline writes nothing)."""
+        return {"export_via": self.export_via} if self.backend == "vllm" else {}
+
 
 @dataclass(frozen=True)
 class LLMCell:
@@ -68,6 +71,13 @@ class LLMCell:
         return {"track": "llm", **self.settings.key(), "task": self.task.lm_eval_name,
                 "task_sha256": fingerprint(self.task, self.settings.include_paths)}
 
+    def cell(self, calibration: dict[str, Any] | None = None) -> Cell:
+        """The runner cell of this job; `calibration`: the key of the profiles a profile-based drop resolves against."""
+        key = cell_key(self.task_settings, self.spec, self.at, calibration, self.settings.when_dropped())
+        dropped = self.spec.kind != "none"
+        return Cell(key, (self.settings.model.name, self.task.name, self.spec.name, self.at if dropped else ""),
+                    (self.settings.model.name, self.task.lm_eval_name), self)
+
 
 def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[DropSpec],
               positions: list[str]) -> list[Cell]:
@@ -78,13 +88,8 @@ def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[Dro
         calibration = run.calibration.key() if any(s.needs_profile for s in specs) else None
         for task in tasks:
             for spec in specs:
-                for at in positions[:1] if spec.kind == "none" else positions:
-                    payload = LLMCell(run, task, spec, at)
-                    key = cell_key(payload.task_settings, spec, at, calibration)
-                    if run.backend == "vllm" and spec.kind != "none":  # the baseline has nothing to write
-                        key["export_via"] = run.export_via
-                    cells.append(Cell(key, (run.model.name, task.name, spec.name, at if spec.kind != "none" else ""),
-                                      (run.model.name, task.lm_eval_name), payload))
+                cells += [LLMCell(run, task, spec, at).cell(calibration)
+                          for at in (positions[:1] if spec.kind == "none" else positions)]
     return cells
 
 
@@ -144,15 +149,13 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
-    common = {
-        "run_id": cell.run_id, "track": "llm", "model": run.model.name, "model_id": run.model.pretrained,
-        "revision": run.revision, "task": job.task.name, "settings_id": settings_id(job.task_settings),
-        **drop_fields(spec, mask, mask.dim), "at": job.at if spec.kind != "none" else "-",
-        "num_fewshot": run.num_fewshot, "limit": run.limit, **provenance.stamp(), "seconds": round(seconds, 1),
-    }
-    extra = {"gguf_file": run.model.gguf_file, "dtype": run.dtype, "quantization": run.quantization,
-             "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs,
-             "batch_size": run.batch_size, "device": run.device, **lm_fields}
+    record = RecordBuilder(
+        cell.run_id, "llm", job.task_settings, model=run.model.name, model_id=run.model.pretrained,
+        revision=run.revision, task=job.task.name, **drop_fields(spec, mask, mask.dim),
+        at=job.at if spec.kind != "none" else "-", num_fewshot=run.num_fewshot, limit=run.limit,
+        seconds=round(seconds, 1), gguf_file=run.model.gguf_file, dtype=run.dtype, quantization=run.quantization,
+        backend=run.backend, apply_chat_template=run.apply_chat_template, gen_kwargs=run.gen_kwargs,
+        batch_size=run.batch_size, device=run.device, **lm_fields)
     records = []
     for lm_task, metrics in results["results"].items():
         higher = results.get("higher_is_better", {}).get(lm_task, {})
@@ -162,16 +165,15 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
                 continue
             metric, filt = key.split(",", 1)
             stderr = metrics.get(f"{metric}_stderr,{filt}")
-            records.append(Record(
-                **common, subtask=subtask, metric=metric, filter=filt, value=float(value),
+            records.append(record(
+                metric, value, subtask=subtask, filter=filt,
                 stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
                 higher_is_better=higher.get(metric),
                 main=info.is_main(subtask, metric, filt) if info else True,
                 floor=info.floor(metric, run.limit) if info else None,
-                extra={**extra, "lm_eval_task": lm_task, "n_shot": results.get("n-shot", {}).get(lm_task),
-                       "n_samples": results.get("n-samples", {}).get(lm_task, {}).get("effective"),
-                       "items": item_values(results, samples, lm_task, metric, filt, float(value))},
-            ))
+                lm_eval_task=lm_task, n_shot=results.get("n-shot", {}).get(lm_task),
+                n_samples=results.get("n-samples", {}).get(lm_task, {}).get("effective"),
+                items=item_values(results, samples, lm_task, metric, filt, float(value))))
     return records
 
 
