@@ -37,7 +37,8 @@ import torch
 from tqdm import tqdm
 
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, memoize_lm_eval_once
+from llmtrunc.llm.compat import metric_names
+from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm
 from llmtrunc.llm.tasks import TaskRef, task_manager
 from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
@@ -284,7 +285,6 @@ class AttributionCompute:
         return self._lm
 
     def __call__(self, cells: list[Cell]) -> Iterator[Computed]:
-        memoize_lm_eval_once()
         for cell in cells:
             job: AttributionJob = cell.payload
             lm = self.lm_for(job.settings)
@@ -305,7 +305,7 @@ def task_of(job: AttributionJob):
     if len(tasks) != 1 or not hasattr(tasks[0], "OUTPUT_TYPE"):
         raise LLMTruncError(f"{job.task.name} is a group: attribute one multiple-choice task at a time")
     task = tasks[0]
-    if task.OUTPUT_TYPE != "multiple_choice" or "acc" not in task._metric_fn_list:
+    if task.OUTPUT_TYPE != "multiple_choice" or "acc" not in metric_names(task):
         raise LLMTruncError(f"{job.task.name} is a {task.OUTPUT_TYPE} task: attribution needs a multiple-choice "
                             "task scored by acc")
     return task

@@ -9,7 +9,6 @@ the drop being in its weights) and turns lm-eval's results into records.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -19,6 +18,7 @@ from typing import Any, Iterator
 from llmtrunc.data import ENV_VAR, find_data_dir
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.calibration import Calibration
+from llmtrunc.llm.compat import reuse_requests
 from llmtrunc.llm.models import ModelRef
 from llmtrunc.llm.tasks import TaskRef, fingerprint, metadata, standard_name, task_manager
 from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
@@ -177,25 +177,6 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     return records
 
 
-def memoize_lm_eval_once() -> None:
-    """Keep, for the rest of the process, two answers lm-eval recomputes for every cell although they
-    cannot change within a process.
-
-    * torch's environment probe: simple_evaluate puts `torch.utils.collect_env.get_pretty_env_info()` in
-      every result, which runs a dozen subprocesses (about a second per cell);
-    * jinja's compile of a template string: `lm_eval.utils.apply_template` compiles its template on every
-      call (doc_to_text, doc_to_target, doc_to_choice: about 7,000 compiles, 1 s, per arc_easy condition
-      at limit 200); a compiled jinja Template renders any number of docs.
-    """
-    from lm_eval import utils
-    from torch.utils import collect_env
-
-    if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
-        collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
-    if not hasattr(utils.env.from_string, "cache_info"):
-        utils.env.from_string = functools.lru_cache(maxsize=1024)(utils.env.from_string)
-
-
 def use_data_dir(explicit: str | None) -> None:
     """Point the local tasks at --data-dir (they read $LLMTRUNC_DATA_DIR when lm-eval loads them)."""
     found = find_data_dir(explicit)
@@ -245,7 +226,6 @@ class LLMCompute:
         import lm_eval
         from lm_eval.utils import handle_non_serializable
 
-        memoize_lm_eval_once()
         first = self.lm_for(cells[0].payload)
         for cell in cells:  # every mask of the group resolved against the model (and its profiles) before anything runs
             first.mask_for(cell.payload.spec, cell.payload.at)
@@ -296,21 +276,3 @@ def built_tasks(job: LLMCell) -> list:
     for task in loaded["tasks"].values():
         reuse_requests(task)
     return [obj for name, obj in (*loaded["groups"].items(), *loaded["tasks"].items()) if name not in members]
-
-
-def reuse_requests(task) -> None:
-    """Build a task's requests once per argument set; later builds hand out fresh copies of them."""
-    import copy
-
-    build, built = task.build_all_requests, {}
-
-    def build_once(**kwargs):
-        key = repr(sorted(kwargs.items()))
-        if key not in built:
-            build(**kwargs)
-            built[key] = task._instances
-        task._instances = [copy.copy(i) for i in built[key]]
-        for instance in task._instances:
-            instance.resps, instance.filtered_resps = [], {}
-
-    task.build_all_requests = build_once

@@ -32,6 +32,7 @@ from typing import Any
 
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.architectures import EXPORT_METHODS, Architecture, check_position, for_model
+from llmtrunc.llm.compat import dense_for_saving
 from llmtrunc.llm.models import ModelRef, parse_gguf_once
 from llmtrunc.spec import DropSpec, Mask
 
@@ -87,34 +88,6 @@ def _configs(config) -> list:
     if text is not None and text is not config:
         found.append(text)
     return found
-
-
-@contextmanager
-def _dense_for_saving(model):
-    """A GGUF source, once dequantised, is a dense model that still carries its GGUF quantizer, which
-    save_pretrained refuses. Hide the quantizer while saving; refuse weights still packed in GGUF blocks."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    qconfig = getattr(model.config, "quantization_config", None)
-    method = getattr(qconfig, "quant_method", None) if qconfig is not None else None
-    method = qconfig.get("quant_method") if isinstance(qconfig, dict) else method
-    if quantizer is None and qconfig is None:
-        yield
-        return
-    if str(getattr(method, "value", method)) != "gguf":
-        raise LLMTruncError(f"cannot export a model loaded quantised ({getattr(method, 'value', method)}): "
-                            "load it in full precision (no --load-in-8bit/--load-in-4bit) to export")
-    if getattr(quantizer, "packed_modules", None):
-        raise LLMTruncError("the GGUF weights are still packed: load with GgufConfig(dequantize=True) to export")
-    had_config = "quantization_config" in vars(model.config)
-    model.hf_quantizer = None
-    if had_config:
-        del model.config.quantization_config
-    try:
-        yield
-    finally:
-        model.hf_quantizer = quantizer
-        if had_config:
-            model.config.quantization_config = qconfig
 
 
 EXISTS = ("error", "overwrite", "reuse")
@@ -292,7 +265,7 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        with _applied(model, arch, edits, untie=method == "head"), _dense_for_saving(model):
+        with _applied(model, arch, edits, untie=method == "head"), dense_for_saving(model):
             model.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)

@@ -19,8 +19,8 @@ from lm_eval.models.huggingface import HFLM
 from llmtrunc.llm import hooks
 from llmtrunc.llm.architectures import check_position
 from llmtrunc.llm.calibration import Calibration, model_profile
+from llmtrunc.llm.compat import QuantizedLoadMixin, install
 from llmtrunc.llm.models import MODELS, parse_gguf_once, resolve_model
-from llmtrunc.llm.quantization import QuantizedLoadMixin
 from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
@@ -29,6 +29,7 @@ from llmtrunc.spec import DropSpec, Mask, parse_drop
 class HFTruncLM(QuantizedLoadMixin, HFLM):
     def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None,
                  calibration: str | Calibration | None = None, calibration_tokens: int | None = None, **kwargs):
+        install()  # lm-eval's per-process memoisations (llmtrunc.llm.compat), for lm-eval's own CLI too
         if isinstance(pretrained, str) and pretrained in MODELS:
             ref = resolve_model(pretrained)
             pretrained = ref.pretrained

