@@ -33,7 +33,8 @@ from typing import Any
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.architectures import EXPORT_METHODS, Architecture, check_position, for_model
 from llmtrunc.llm.compat import dense_for_saving
-from llmtrunc.llm.models import ModelRef, parse_gguf_once
+from llmtrunc.llm.gguf import dense_copy
+from llmtrunc.llm.models import ModelRef
 from llmtrunc.spec import DropSpec, Mask
 
 META_KEY = "llmtrunc_drop"
@@ -294,16 +295,18 @@ def load_source(ref: ModelRef, revision: str = "main", dtype: str = "auto"):
     """(model, tokenizer) on CPU with transformers; failures become one-line errors."""
     import transformers
 
-    kwargs: dict[str, Any] = {"revision": revision}
+    pretrained, kwargs = ref.pretrained, {"revision": revision}
     model_kwargs: dict[str, Any] = {}
-    if ref.gguf_file:
-        parse_gguf_once()
+    dense = dense_copy(ref.pretrained, ref.gguf_file) if ref.gguf_file else None
+    if dense is not None:  # a local GGUF: its dense copy (llmtrunc.llm.gguf)
+        pretrained = str(dense)
+    elif ref.gguf_file:
         kwargs["gguf_file"] = ref.gguf_file
         # dense weights (the exported checkpoint is plain safetensors), even where GGUF kernels exist
         model_kwargs["quantization_config"] = transformers.GgufConfig(dequantize=True)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(ref.pretrained, **kwargs)
-        model = transformers.AutoModelForCausalLM.from_pretrained(ref.pretrained, dtype=dtype, **kwargs, **model_kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(pretrained, **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(pretrained, dtype=dtype, **kwargs, **model_kwargs)
     except Exception as exc:  # hub/transformers raise many types; the user needs the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LLMTruncError(f"cannot load model {ref.name!r}: {first}") from None

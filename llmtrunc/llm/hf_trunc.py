@@ -20,7 +20,8 @@ from llmtrunc.llm import hooks
 from llmtrunc.llm.architectures import check_position
 from llmtrunc.llm.calibration import Calibration, model_profile
 from llmtrunc.llm.compat import QuantizedLoadMixin, install
-from llmtrunc.llm.models import MODELS, parse_gguf_once, resolve_model
+from llmtrunc.llm.gguf import dense_copy
+from llmtrunc.llm.models import MODELS, resolve_model
 from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
@@ -35,8 +36,6 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
             pretrained = ref.pretrained
             if ref.gguf_file:
                 kwargs.setdefault("gguf_file", ref.gguf_file)
-        if kwargs.get("gguf_file"):
-            parse_gguf_once()
         spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
         self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.of(calibration,
                                                                                                   calibration_tokens)
@@ -45,6 +44,11 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
         self.identity = {"pretrained": pretrained, "gguf_file": kwargs.get("gguf_file"),
                          "revision": kwargs.get("revision", "main"),
                          "quantization": kwargs.get("quantization")} if isinstance(pretrained, str) else None
+        dense = dense_copy(pretrained, kwargs["gguf_file"]) if isinstance(pretrained, str) and kwargs.get("gguf_file") \
+            else None
+        if dense is not None:  # a local GGUF loads from its dense copy: the same weights, config and tokenizer
+            pretrained = str(dense)
+            del kwargs["gguf_file"]
         super().__init__(pretrained=pretrained, **kwargs)
         self.drop_hooks: hooks.Truncation | None = None  # not `truncation`: HFLM uses that name
         self.profiles: dict[str, Profile] = {}
