@@ -20,6 +20,7 @@ from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.calibration import Calibration
 from llmtrunc.llm.compat import reuse_requests
 from llmtrunc.llm.models import ModelRef
+from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.llm.tasks import TaskRef, fingerprint, metadata, standard_name, task_manager
 from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
@@ -209,7 +210,7 @@ class LLMCompute:
             require_vllm()
             prepare_exports([(job.settings, job.spec, job.at) for job in jobs])
 
-    def lm_for(self, job: LLMCell):
+    def lm_for(self, job: LLMCell) -> TruncLM:
         if job.settings.backend == "vllm":
             if self._lm_spec != (job.settings, job.spec, job.at):
                 from llmtrunc.llm.vllm_backend import vllm_lm
@@ -230,8 +231,7 @@ class LLMCompute:
         for cell in cells:  # every mask of the group resolved against the model (and its profiles) before anything runs
             first.mask_for(cell.payload.spec, cell.payload.at)
         tasks = built_tasks(cells[0].payload)  # one task build for every condition of the group
-        if hasattr(first, "share"):
-            first.share([(c.payload.spec, c.payload.at) for c in cells])
+        first.share([(c.payload.spec, c.payload.at) for c in cells])
         try:
             for cell in cells:
                 job: LLMCell = cell.payload
@@ -253,16 +253,15 @@ class LLMCompute:
                 yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start,
                                        lm_fields(lm, job)), files
         finally:
-            if hasattr(self._lm, "clear_cache"):
-                self._lm.clear_cache()  # the shared body's states and continuations belong to one task
+            self._lm.clear_cache()  # the shared body's states and continuations belong to one task
 
 
-def lm_fields(lm, job: LLMCell) -> dict[str, Any]:
+def lm_fields(lm: TruncLM, job: LLMCell) -> dict[str, Any]:
     """The record fields an LM adds: shared or separate compute, the calibration profile a profile-based
     mask was resolved against, and a backend's own fields (vLLM: engine version, export method, engine check)."""
     calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
-    return {"compute": "shared" if getattr(lm, "shared", False) else "separate",
-            **({"calibration": calibration} if calibration else {}), **(getattr(lm, "record_extra", None) or {})}
+    return {"compute": "shared" if lm.shared else "separate", **({"calibration": calibration} if calibration else {}),
+            **lm.record_extra}
 
 
 def built_tasks(job: LLMCell) -> list:

@@ -22,12 +22,15 @@ from llmtrunc.llm.calibration import Calibration, model_profile
 from llmtrunc.llm.compat import QuantizedLoadMixin, install
 from llmtrunc.llm.gguf import dense_copy
 from llmtrunc.llm.models import MODELS, resolve_model
+from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 
 @register_model("hf-trunc")
-class HFTruncLM(QuantizedLoadMixin, HFLM):
+class HFTruncLM(QuantizedLoadMixin, HFLM, TruncLM):
+    shared = False  # every condition runs the full model (SharedBodyLM shares the body)
+
     def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None,
                  calibration: str | Calibration | None = None, calibration_tokens: int | None = None, **kwargs):
         install()  # lm-eval's per-process memoisations (llmtrunc.llm.compat), for lm-eval's own CLI too
@@ -57,6 +60,16 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
     @property
     def hidden_size(self) -> int:
         return hooks.hidden_size(self.model)
+
+    @property
+    def record_extra(self) -> dict:
+        return {}
+
+    def share(self, conditions: list[tuple[DropSpec, str]]) -> None:
+        """Nothing to share: every condition runs the full model."""
+
+    def clear_cache(self) -> None:
+        """Nothing is kept between groups."""
 
     def profile(self, at: str) -> Profile:
         """The model's activation profile at `at`, computed without any drop hooks (or cached) once per position."""

@@ -36,6 +36,7 @@ from llmtrunc.files import digest, slug
 from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
 from llmtrunc.llm.export import VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
+from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.record import drop_key
 from llmtrunc.spec import DropSpec, Mask
 
@@ -234,8 +235,10 @@ def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
 def _trunc_vllm_class():
     VLLM = import_lm_eval_vllm()
 
-    class TruncVLLM(VLLM):
+    class TruncVLLM(VLLM, TruncLM):
         """lm-eval's VLLM on a checkpoint whose weights already carry one drop."""
+
+        shared = False  # one engine per drop: nothing is shared between conditions
 
         def __init__(self, *args, llmtrunc_spec: DropSpec, llmtrunc_at: str, llmtrunc_mask: Mask,
                      llmtrunc_export: dict[str, Any] | None, **kwargs):
@@ -265,10 +268,20 @@ def _trunc_vllm_class():
         def mask_for(self, spec: DropSpec, at: str) -> Mask:
             return spec.mask(self.hidden_size)  # profile-based drops never get here (check_exportable)
 
+        def profile(self, at: str):
+            raise LLMTruncError("the vLLM backend computes no activation profiles: run profile-based drops "
+                                "(outliers, top:K ...) with the HF backend")
+
+        def share(self, conditions: list[tuple[DropSpec, str]]) -> None:
+            """Nothing to share: each drop is its own engine."""
+
+        def clear_cache(self) -> None:
+            """Nothing is kept between groups."""
+
         def set_drop(self, spec: DropSpec, at: str = "post-norm") -> Mask:
             if spec != self.drop or (spec.kind != "none" and at != self.at):
                 raise LLMTruncError(f"this vLLM engine holds drop {self.drop.name} in its weights, not {spec.name} "
-                                    f"at {at}: build one LM per drop with llmtrunc.vllm_backend.vllm_lm")
+                                    f"at {at}: build one LM per drop with llmtrunc.llm.vllm_backend.vllm_lm")
             return self.mask
 
         def close(self) -> None:
@@ -285,13 +298,14 @@ def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_paralle
             data_parallel_size: int = 1, export_root: str | Path = DEFAULT_EXPORT_ROOT, **vllm_kwargs: Any):
     """An lm-eval LM (lm-eval's VLLM) that scores `settings.model` with `spec` applied at `at`.
 
-    `settings`: llmtrunc.evaluate.RunSettings, or a dict with `model` (alias/ModelRef) and optionally
+    `settings`: llmtrunc.llm.evaluate.RunSettings, or a dict with `model` (alias/ModelRef) and optionally
     `revision`, `dtype`, `batch_size`, `export_via` (norm | head | auto). The drop is exported once
     (cached by model key + drop + method under `export_root`); drop `none` on a non-GGUF model runs the
     original checkpoint directly. Extra keyword arguments go to VLLM (e.g. max_model_len=4096).
-    The returned object also has `hidden_size`, `set_drop(spec, at)` (same drop only), `backend="vllm"`,
-    `record_extra` (engine version, export method, engine check) and `close()`, so
-    llmtrunc.llm.evaluate.LLMCompute can use it like hf-trunc.
+    The returned object implements llmtrunc.llm.protocol.TruncLM, as hf-trunc does, so
+    llmtrunc.llm.evaluate.LLMCompute runs it like hf-trunc: its `set_drop(spec, at)` accepts the same drop only,
+    its `record_extra` holds the engine version, export method and engine check; it also has `backend="vllm"`
+    and `close()`.
     """
     check_exportable(spec, at)
     require_vllm()
