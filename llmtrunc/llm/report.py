@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmtrunc.files import atomic_write
 from llmtrunc.plots import pyplot, save
 from llmtrunc.outliers import outlier_table
 from llmtrunc.retention import retention
@@ -410,7 +411,7 @@ def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     figures = [figure for r in reports for figure in r.all_figures()]
     for figure in figures:
-        (out / figure.name).write_bytes(figure.png)
-    (out / "report.md").write_text(markdown(reports))
-    (out / "report.html").write_text(html_page(reports))
+        atomic_write(out / figure.name, figure.png)
+    atomic_write(out / "report.md", markdown(reports))
+    atomic_write(out / "report.html", html_page(reports))
     return [out / "report.md", out / "report.html", *(out / figure.name for figure in figures)]
