@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llmtrunc.retention import CONDITION, condition_table
+from llmtrunc.tables import CONDITION, condition_table
 
 COLUMNS = ["model", "task", "subtask", "metric", "filter", "limit", "settings_id", "at", "n_outliers", "outlier_dims",
            "baseline", "outliers_score", "outliers_retention", "random_seeds", "random_score", "random_score_std",

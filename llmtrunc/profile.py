@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from llmtrunc.data import cache_dir
-from llmtrunc.record import digest
-from llmtrunc.store import atomic_write
+from llmtrunc.files import atomic_write, digest, slug
 
 FORMAT_VERSION = 1
 
@@ -70,10 +68,6 @@ class Profile:
         return {"mean": self.mean.tolist(), "mean_abs": self.mean_abs.tolist(), "calibration": self.calibration}
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[-80:] or "x"
-
-
 class ProfileCache:
     """Profiles on disk, one JSON file per key: <root>/<label>__<digest>.json (default $LLMTRUNC_CACHE_DIR/profiles)."""
 
@@ -83,7 +77,7 @@ class ProfileCache:
         self.misses = 0
 
     def path(self, key: Mapping[str, Any], label: str) -> Path:
-        return self.root / f"{_slug(label)}__{digest({**key, 'format': FORMAT_VERSION}, 24)}.json"
+        return self.root / f"{slug(label, 80, keep_end=True)}__{digest({**key, 'format': FORMAT_VERSION}, 24)}.json"
 
     def load(self, key: Mapping[str, Any], label: str) -> Profile | None:
         """The cached profile, or None when absent, partial or written for another key."""

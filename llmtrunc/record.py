@@ -4,7 +4,8 @@ A `Record` is one number -- one metric of one task under one drop condition -- w
 that produced it. The LLM track, the encoder track, the analyses and SimCSE all write the same
 fields under the same names, so one pandas query spans the tracks; what only one track has
 (lm-eval's sample counts, an encoder's similarity, an analysis's condition) goes in `extra`
-and is written beside the common fields.
+and is written beside the common fields. Every track builds its records with `RecordBuilder`, which
+applies one rule (`Record.of`): a field named like a Record field is that field, anything else is extra.
 
 A cell is the unit of work and storage (a task under one drop at one position, or one analysis).
 `cell_key` fingerprints everything that changes its numbers -- settings, drop, position, the
@@ -16,28 +17,14 @@ baseline share it, which is how retention finds the baseline in every track.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
+from llmtrunc import provenance
+from llmtrunc.files import digest, file_digest, slug
 from llmtrunc.spec import DropSpec, Mask
 
 TRACKS = ("llm", "encoder", "encoder-analysis", "llm-analysis")
-
-
-def digest(data: Any, length: int = 16) -> str:
-    """A stable short hash of JSON-able data (keys sorted)."""
-    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes ('missing' when absent: a missing file is a different cell, not a crash)."""
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
 def drop_key(spec: DropSpec) -> str:
@@ -45,13 +32,22 @@ def drop_key(spec: DropSpec) -> str:
     return f"indices@sha256:{file_digest(spec.path)}" if spec.kind == "indices" else spec.name
 
 
-def cell_key(settings: Mapping[str, Any], spec: DropSpec, at: str = "-",
-             calibration: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Everything that changes a cell's numbers. With nothing dropped the position is moot: one
-    baseline serves every position. A profile-based drop (outliers, top:K ...) also depends on the
+NOTHING = DropSpec("none")
+
+
+def cell_key(settings: Mapping[str, Any], spec: DropSpec = NOTHING, at: str = "-",
+             calibration: Mapping[str, Any] | None = None,
+             when_dropped: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything that changes a cell's numbers. With nothing dropped (the default: a baseline, an analysis, a
+    training run) the position is moot: one baseline serves every position. `when_dropped`: settings that
+    change the numbers only when something is dropped (how vLLM writes the drop into the weights), so a
+    baseline's key never holds them. A profile-based drop (outliers, top:K ...) also depends on the
     calibration its profile comes from (`calibration`: its settings and data hash); no other cell's key
     holds it, so adding a calibration never renames a stored cell."""
-    key = {**settings, "drop": drop_key(spec), "at": at if spec.kind != "none" else "-"}
+    dropped = spec.kind != "none"
+    key = {**settings, "drop": drop_key(spec), "at": at if dropped else "-"}
+    if dropped:
+        key.update(when_dropped or {})
     if spec.needs_profile:
         if calibration is None:
             raise ValueError(f"the cell key of {spec.name} needs its calibration")
@@ -65,7 +61,7 @@ def settings_id(settings: Mapping[str, Any]) -> str:
 
 def run_id(key: Mapping[str, Any], *label_parts: str) -> str:
     """Readable prefix + hash of the cell key: the directory name of a cell in the results store."""
-    label = "__".join(re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-") for p in label_parts if p)
+    label = "__".join(slug(p) for p in label_parts if p)
     return f"{label}__{digest(dict(key))}" if label else digest(dict(key))
 
 
@@ -117,11 +113,33 @@ class Record:
         return {**row, **self.extra}
 
     @classmethod
-    def from_json(cls, row: Mapping[str, Any]) -> Record:
-        """A stored row, of this schema or of the per-track schemas before it (see `LEGACY_KEYS`)."""
-        row = _migrate(dict(row))
+    def of(cls, row: Mapping[str, Any]) -> Record:
+        """The record of a flat row: a key named like a Record field is that field, every other key is extra."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         return cls(**{k: v for k, v in row.items() if k in names}, extra={k: v for k, v in row.items() if k not in names})
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> Record:
+        """A stored row, of this schema or of the per-track schemas before it (see `LEGACY_KEYS`)."""
+        return cls.of(_migrate(dict(row)))
+
+
+class RecordBuilder:
+    """The records of one cell: what they all share is given once, then each call makes one record.
+
+        record = RecordBuilder(cell.run_id, "encoder", settings, model="minilm", task="scifact", similarity="cosine")
+        record("ndcg_at_10", 0.61, main=True, k_percent=50)
+
+    `settings` (the cell's settings without drop and position) gives `settings_id`; the provenance stamp
+    (versions, git hash, command, time) is taken once per cell; keyword fields of the builder and of each call
+    are split by `Record.of` (a call's fields win over the shared ones)."""
+
+    def __init__(self, run_id: str, track: str, settings: Mapping[str, Any], /, **shared: Any):
+        self.shared = {"run_id": run_id, "track": track, "settings_id": settings_id(settings), **provenance.stamp(),
+                       **shared}
+
+    def __call__(self, metric: str, value: float, /, **fields: Any) -> Record:
+        return Record.of({**self.shared, **fields, "metric": metric, "value": float(value)})
 
 
 def drop_fields(spec: DropSpec, mask: Mask | None, dim: int | None) -> dict[str, Any]:

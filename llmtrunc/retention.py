@@ -7,7 +7,8 @@ floor = (truncated - floor) / (baseline - floor), defined only when the baseline
 
 A record finds its baseline through `settings_id` (llmtrunc.record): the hash of its cell key
 without drop and position, so the join is the same for the LLM track, the encoder track and the
-analyses.
+analyses. `retention` is the one ratio every table, report, statistic (llmtrunc.stats) and analysis uses;
+`llmtrunc.tables.condition_table` summarises conditions from `with_baseline`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,21 @@ import pandas as pd
 JOIN = ("settings_id", "subtask", "metric", "filter")
 
 
-def retention(value: float, baseline: float, higher_is_better: bool | None = True) -> float:
-    if higher_is_better is False:
-        return baseline / value if value else math.nan
-    return value / baseline if baseline else math.nan
+def lower_is_better(higher_is_better) -> bool:
+    """True only for an explicit False (numpy's included); None or NaN means the usual higher-is-better."""
+    return higher_is_better is not None and not pd.isna(higher_is_better) and not bool(higher_is_better)
+
+
+def retention(value, baseline, higher_is_better: bool | None = True):
+    """truncated / baseline, or baseline / truncated where lower is better; NaN where the denominator is 0.
+    Scalars give a scalar; arrays (the bootstrap's resamples, a figure's bands) give an array, elementwise."""
+    num, den = (baseline, value) if lower_is_better(higher_is_better) else (value, baseline)
+    if np.ndim(num) == 0 and np.ndim(den) == 0:
+        return num / den if den else math.nan
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
 
 
 def above_floor(value: float, baseline: float, floor: float | None) -> float:
@@ -48,55 +60,3 @@ def with_baseline(records: pd.DataFrame) -> pd.DataFrame:
                            for v, b, h in zip(merged["value"], merged["baseline"], higher)]
     merged["retention_above_floor"] = [above_floor(v, b, f) for v, b, f in zip(merged["value"], merged["baseline"], floors)]
     return merged
-
-
-CONDITION = ["model", "task", "subtask", "metric", "filter", "limit", "settings_id", "drop_family", "at"]
-
-
-def _stats(group: pd.DataFrame, higher: bool) -> dict:
-    """Paired statistics of one condition (its seeds) against the baseline, on the records' per-item values."""
-    from llmtrunc import stats
-
-    items = [np.asarray(i, dtype=float) for i in group.get("items", pd.Series([None] * len(group)))
-             if isinstance(i, list)]
-    base = group["baseline_items"].iloc[0] if "baseline_items" in group else None
-    if len(items) != len(group) or not isinstance(base, list) or any(len(i) != len(base) for i in items):
-        return {}
-    base = np.asarray(base, dtype=float)
-    pooled = np.mean(items, axis=0)  # seeds: each item's mean over the masks
-    boot = stats.paired_bootstrap(base, pooled, higher_is_better=higher)
-    test = stats.paired_test(base, pooled)
-    out = {"retention_low": boot.retention_ci[0], "retention_high": boot.retention_ci[1],
-           "difference": boot.difference, "difference_low": boot.difference_ci[0],
-           "difference_high": boot.difference_ci[1], "p_value": test.p_value, "test": test.method,
-           "indistinguishable": stats.indistinguishable(test, boot)}
-    if len(items) > 1:
-        seeds = stats.seed_summary(items, base, higher_is_better=higher)
-        low, high = (retention(v, float(base.mean()), higher) for v in seeds.interval)
-        out.update(seed_retention_low=min(low, high), seed_retention_high=max(low, high),
-                   within_seed_half_width=seeds.within_seed_half_width)
-    return out
-
-
-def condition_table(records: pd.DataFrame) -> pd.DataFrame:
-    """One row per condition (random seeds together) of the headline metrics: baseline, score and retention
-    (mean and std over seeds), retention above the floor, and paired statistics against the baseline where
-    the records hold per-item values: bootstrap 95% intervals of retention and difference, a paired test
-    (McNemar for accuracy-type metrics, sign-flip permutation otherwise) and whether the condition is
-    indistinguishable from its baseline; across seeds also the interval over seeds and the within-seed noise."""
-    main = records[records["main"].astype(bool)] if "main" in records else records
-    merged = with_baseline(main)
-    if merged.empty:
-        return merged
-    rows = []
-    for keys, group in merged.groupby([c for c in CONDITION if c in merged], sort=False, dropna=False):
-        higher = group["higher_is_better"].iloc[0] is not False if "higher_is_better" in group else True
-        floor = group["floor"].iloc[0] if "floor" in group else None
-        score = group["value"].mean()
-        rows.append({**dict(zip([c for c in CONDITION if c in merged], keys)), "seeds": len(group),
-                     "baseline": group["baseline"].iloc[0], "score": score, "score_std": group["value"].std(),
-                     "retention": group["retention"].mean(), "retention_std": group["retention"].std(),
-                     "floor": floor, "retention_above_floor": group["retention_above_floor"].mean(),
-                     "at_floor": floor is not None and pd.notna(floor) and score <= floor + 1e-9,
-                     **_stats(group, higher)})
-    return pd.DataFrame(rows)

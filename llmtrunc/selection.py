@@ -14,9 +14,14 @@ import numpy as np
 from llmtrunc.spec import DropSpec
 
 
-def n_drop(dim: int, k_percent: int) -> int:
+def share(k_percent: int | float) -> Fraction:
+    """K% as the exact fraction a K% spec holds (12.5 -> 1/8)."""
+    return Fraction(str(k_percent)) / 100
+
+
+def n_drop(dim: int, k_percent: int | float) -> int:
     """floor(K% of dim), exactly as a first/last/random:K% spec counts it."""
-    return DropSpec("random", Fraction(k_percent, 100), 0).n_drop(dim)
+    return DropSpec("random", share(k_percent), 0).n_drop(dim)
 
 
 def split_sets(delta: np.ndarray, tol: float = 0.0) -> dict[str, np.ndarray]:

@@ -288,7 +288,8 @@ def expand_grid(drops: list[str], ks: list[str] | None = None, seeds: list[int] 
 
 
 def parse_k_list(text: str) -> list[str]:
-    """--k: dropped percents, '0,10,...,90', '0-90' steps of 1, or '12.5%,25%' -> ['0%', '10%', ...]."""
+    """--k of every command: dropped percents, '0,10,...,90', '0-90' steps of 1, or '12.5%,25%' -> ['0%', '10%', ...]
+    (the % is optional: a number is a percent)."""
     items = [p.strip().rstrip("%").strip() for p in str(text).split(",") if p.strip()]
     if all(re.fullmatch(r"\d+|\.\.\.|…|\d+-\d+", i) for i in items):
         values = [str(v) for v in parse_int_list(",".join(items), "--k")]
@@ -301,6 +302,13 @@ def parse_k_list(text: str) -> list[str]:
     if not out:
         raise LLMTruncError("no --k given")
     return out
+
+
+def k_percent(k: str) -> int | float:
+    """One item of `parse_k_list` as the number of percent it is (25, 12.5): what an attribution selection keys,
+    names and records its K by."""
+    value = parse_ratio(k) * 100
+    return int(value) if value.denominator == 1 else float(value)
 
 
 def parse_int_list(text: str, what: str) -> list[int]:

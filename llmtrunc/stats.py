@@ -19,6 +19,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats as _sp
 
+from llmtrunc.retention import retention
+
 # Index draws held at once while resampling: 2**22 int64 indices plus one gathered copy stay ~64 MB.
 _CHUNK_ELEMENTS = 2**22
 # Up to this many non-zero differences the permutation test enumerates all 2**m sign patterns.
@@ -108,11 +110,11 @@ def paired_bootstrap(baseline: np.ndarray, condition: np.ndarray, *, statistic: 
     base_point, cond_point = reduce(base), reduce(cond)
     quantiles = [(1 - confidence) / 2, (1 + confidence) / 2]
     diff_ci = np.quantile(cond_draws - base_draws, quantiles)
-    ret_ci = np.quantile(_retention(base_draws, cond_draws, higher_is_better), quantiles)
+    ret_ci = np.quantile(retention(cond_draws, base_draws, higher_is_better), quantiles)
     return BootstrapResult(
         difference=float(cond_point - base_point),
         difference_ci=(float(diff_ci[0]), float(diff_ci[1])),
-        retention=float(_retention(base_point, cond_point, higher_is_better)),
+        retention=float(retention(cond_point, base_point, higher_is_better)),
         retention_ci=(float(ret_ci[0]), float(ret_ci[1])),
         statistic=statistic, confidence=confidence, n_items=len(base), n_resamples=n_resamples,
     )
@@ -218,7 +220,7 @@ def seed_summary(values_per_seed: Mapping[int, np.ndarray] | Sequence[np.ndarray
     return SeedSummary(
         seeds=tuple(int(s) for s in per_seed), seed_means=tuple(float(x) for x in means), mean=mean,
         interval=interval, difference=mean - float(base.mean()),
-        retention=float(_retention(base.mean(), mean, higher_is_better)),
+        retention=float(retention(mean, base.mean(), higher_is_better)),
         within_seed_half_width=float(np.mean([(r.difference_ci[1] - r.difference_ci[0]) / 2 for r in boots])),
         confidence=confidence,
     )
@@ -241,14 +243,6 @@ def _is_binary(x: np.ndarray) -> bool:
 
 def _binomial_p(b: int, c: int) -> float:
     return float(_sp.binomtest(min(b, c), b + c, 0.5).pvalue) if b + c else 1.0
-
-
-def _retention(base: np.ndarray | float, cond: np.ndarray | float, higher_is_better: bool) -> np.ndarray:
-    num, den = (cond, base) if higher_is_better else (base, cond)
-    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
-    out = np.full(np.broadcast(num, den).shape, np.nan)
-    np.divide(num, den, out=out, where=den != 0)
-    return out
 
 
 def _chunks(total: int, size: int | None, row_length: int) -> Iterator[tuple[int, int]]:

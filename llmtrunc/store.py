@@ -19,38 +19,20 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+from llmtrunc.files import atomic_write
 from llmtrunc.record import Record
 
 RESULTS_ENV = "LLMTRUNC_RESULTS_DIR"
 COMPACT_FILE = "records.jsonl.gz"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def default_results_dir() -> Path:
     return Path(os.environ.get(RESULTS_ENV) or "results").expanduser()
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write to a temporary name and rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # as an ordinary open() would create it, not mkstemp's 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def records_jsonl(records: Iterable[Record | dict]) -> str:

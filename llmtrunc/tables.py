@@ -1,20 +1,73 @@
-"""The terminal table every grid command prints: score and retention per condition, in both tracks.
+"""The condition table of both tracks, and the terminal table every grid command prints from it.
 
-One row per condition of the headline metrics (llmtrunc.retention.condition_table): random drops are
-summarised over their seeds as mean ± std, the 95% interval of retention comes from a paired bootstrap
-over the items (across seeds: the interval over the seeds), p from a paired test, and `≈` marks a
-condition indistinguishable from its baseline.
+`condition_table`: one row per condition of the headline metrics, from the records and their baselines
+(llmtrunc.retention.with_baseline): random drops are summarised over their seeds as mean ± std, the 95%
+interval of retention comes from a paired bootstrap over the items (across seeds: the interval over the
+seeds), p from a paired test (llmtrunc.stats), and `≈` marks a condition indistinguishable from its
+baseline. `print_scores` prints it; the LLM report and the outlier table (llmtrunc.outliers) build on it.
 """
 
 from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from llmtrunc.retention import condition_table
+from llmtrunc import stats
+from llmtrunc.retention import lower_is_better, retention, with_baseline
+
+
+CONDITION = ["model", "task", "subtask", "metric", "filter", "limit", "settings_id", "drop_family", "at"]
+
+
+def _stats(group: pd.DataFrame, higher: bool) -> dict:
+    """Paired statistics of one condition (its seeds) against the baseline, on the records' per-item values."""
+    items = [np.asarray(i, dtype=float) for i in group.get("items", pd.Series([None] * len(group)))
+             if isinstance(i, list)]
+    base = group["baseline_items"].iloc[0] if "baseline_items" in group else None
+    if len(items) != len(group) or not isinstance(base, list) or any(len(i) != len(base) for i in items):
+        return {}
+    base = np.asarray(base, dtype=float)
+    pooled = np.mean(items, axis=0)  # seeds: each item's mean over the masks
+    boot = stats.paired_bootstrap(base, pooled, higher_is_better=higher)
+    test = stats.paired_test(base, pooled)
+    out = {"retention_low": boot.retention_ci[0], "retention_high": boot.retention_ci[1],
+           "difference": boot.difference, "difference_low": boot.difference_ci[0],
+           "difference_high": boot.difference_ci[1], "p_value": test.p_value, "test": test.method,
+           "indistinguishable": stats.indistinguishable(test, boot)}
+    if len(items) > 1:
+        seeds = stats.seed_summary(items, base, higher_is_better=higher)
+        low, high = (retention(v, float(base.mean()), higher) for v in seeds.interval)
+        out.update(seed_retention_low=min(low, high), seed_retention_high=max(low, high),
+                   within_seed_half_width=seeds.within_seed_half_width)
+    return out
+
+
+def condition_table(records: pd.DataFrame) -> pd.DataFrame:
+    """One row per condition (random seeds together) of the headline metrics: baseline, score and retention
+    (mean and std over seeds), retention above the floor, and paired statistics against the baseline where
+    the records hold per-item values: bootstrap 95% intervals of retention and difference, a paired test
+    (McNemar for accuracy-type metrics, sign-flip permutation otherwise) and whether the condition is
+    indistinguishable from its baseline; across seeds also the interval over seeds and the within-seed noise."""
+    main = records[records["main"].astype(bool)] if "main" in records else records
+    merged = with_baseline(main)
+    if merged.empty:
+        return merged
+    rows = []
+    for keys, group in merged.groupby([c for c in CONDITION if c in merged], sort=False, dropna=False):
+        higher = not lower_is_better(group["higher_is_better"].iloc[0]) if "higher_is_better" in group else True
+        floor = group["floor"].iloc[0] if "floor" in group else None
+        score = group["value"].mean()
+        rows.append({**dict(zip([c for c in CONDITION if c in merged], keys)), "seeds": len(group),
+                     "baseline": group["baseline"].iloc[0], "score": score, "score_std": group["value"].std(),
+                     "retention": group["retention"].mean(), "retention_std": group["retention"].std(),
+                     "floor": floor, "retention_above_floor": group["retention_above_floor"].mean(),
+                     "at_floor": floor is not None and pd.notna(floor) and score <= floor + 1e-9,
+                     **_stats(group, higher)})
+    return pd.DataFrame(rows)
 
 
 def mean_std(mean, std) -> str:

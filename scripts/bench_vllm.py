@@ -45,9 +45,10 @@ def run_vllm(args) -> dict:
     """Inside the vLLM environment: import, export, engine start and generation, each timed."""
     start = time.perf_counter()
     from llmtrunc.llm import vllm_backend
+    from llmtrunc.llm.compat import import_lm_eval_vllm, vllm_version
     from llmtrunc.spec import parse_drop
 
-    vllm_backend.import_lm_eval_vllm()
+    import_lm_eval_vllm()
     imported = time.perf_counter()
     settings, spec = {"model": "smollm2-135m"}, parse_drop(args.drop)
     vllm_backend.cached_export(settings, spec, export_root=args.export_root)
@@ -57,7 +58,7 @@ def run_vllm(args) -> dict:
     seconds, metrics, texts = evaluate(lm, args)
     lm.close()
     return {"import_s": imported - start, "export_s": exported - imported, "engine_start_s": started - exported,
-            "generation_s": seconds, "metrics": metrics, "texts": texts, "engine_version": vllm_backend.vllm_version(),
+            "generation_s": seconds, "metrics": metrics, "texts": texts, "engine_version": vllm_version(),
             "engine_check": lm.record_extra["engine_check"]}
 
 
@@ -110,10 +111,11 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="also write the figures as Markdown here")
     parser.add_argument("--engine", action="store_true", help=argparse.SUPPRESS)  # the vLLM half, in its environment
     args = parser.parse_args()
-    from llmtrunc.llm.evaluate import memoize_lm_eval_once, use_data_dir
+    from llmtrunc.llm.compat import install
+    from llmtrunc.llm.evaluate import use_data_dir
 
     use_data_dir(None)
-    memoize_lm_eval_once()
+    install()
     if args.engine:
         print(json.dumps(run_vllm(args)))
         return

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells, memoize_lm_eval_once, use_data_dir  # noqa: E402
+from llmtrunc.llm.compat import install  # noqa: E402
+from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells, use_data_dir  # noqa: E402
 from llmtrunc.llm.models import resolve_model  # noqa: E402
 from llmtrunc.llm.shared_body import SharedBodyLM  # noqa: E402
 from llmtrunc.llm.tasks import resolve_tasks, task_manager  # noqa: E402
@@ -37,7 +38,7 @@ class Bench:
         self.settings = RunSettings(model=ref, limit=limit, num_fewshot=num_fewshot, device=device, gen_kwargs=gen_kwargs)
         self.lm = SharedBodyLM(**ref.model_args(), device=device, batch_size=1)
         task_manager()  # build lm-eval's task index before timing
-        memoize_lm_eval_once()  # as `llmtrunc sweep` does, on both paths
+        install()  # as `llmtrunc sweep` does, on both paths
 
     def run(self, drops: list[str], shared: bool, batch_size: int, limit: int | None = None) -> tuple[float, dict]:
         """Seconds, and per condition (metrics, generations), for `drops` as one group (shared) or one by one."""

@@ -32,7 +32,7 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess:
     (["eval", "--tasks", "arc_easy", "--limit", "0"], "--limit must be positive"),
     (["sweep", "--tasks", "arc_easy", "--drop", "random:50%", "--seeds", "0,x", "--dry-run"], "malformed --seeds '0,x'"),
     (["attribute", "--model", "smollm2-135m"], "no tasks"),
-    (["attribute", "--tasks", "arc_easy", "--k", "0,50"], "--k values must lie in 1..99"),
+    (["attribute", "--tasks", "arc_easy", "--k", "0,50"], "--k values must lie strictly between 0 and 100"),
     (["attribute", "--tasks", "arc_easy", "--backend", "vllm"], "needs the hf backend"),
 ])
 def test_bad_input_is_one_line_and_nonzero(argv, message, capsys):

@@ -7,7 +7,7 @@ import pytest
 from llmtrunc.llm.evaluate import RunSettings, llm_cells
 from llmtrunc.llm.models import ModelRef
 from llmtrunc.llm.tasks import TaskRef
-from llmtrunc.record import LEGACY_KEYS, Record, cell_key, drop_fields, run_id, settings_id
+from llmtrunc.record import LEGACY_KEYS, Record, RecordBuilder, cell_key, drop_fields, run_id, settings_id
 from llmtrunc.spec import parse_drop
 from llmtrunc.store import ResultsStore
 
@@ -73,6 +73,25 @@ def test_key_covers_settings_drop_and_position():
     assert len(keys) == 5
     # nothing dropped: the position is moot, one baseline serves both
     assert cell_key(base, parse_drop("none"), "post-norm") == cell_key(base, parse_drop("none"), "pre-norm")
+    assert cell_key(base) == cell_key(base, parse_drop("none")) == {**base, "drop": "none", "at": "-"}
+
+
+def test_settings_that_matter_only_when_dropping_stay_out_of_the_baselines_key():
+    base, via = {"model": "m"}, {"export_via": "head"}
+    assert cell_key(base, parse_drop("none"), "post-norm", when_dropped=via) == cell_key(base)
+    assert cell_key(base, parse_drop("last-half"), "post-norm", when_dropped=via) == {
+        **base, "drop": "last:50%", "at": "post-norm", "export_via": "head"}
+
+
+def test_the_record_builder_splits_fields_by_the_schema():
+    spec = parse_drop("random:25%@3")
+    record = RecordBuilder("r", "encoder", {"x": 1}, model="minilm", task="stsb", similarity="cosine",
+                           **drop_fields(spec, spec.mask(8), 8))
+    one = record("cosine_spearman", 1, main=False, similarity="dot", k_percent=25)
+    assert (one.value, one.main, one.settings_id, one.seed, one.dim) == (1.0, False, settings_id({"x": 1}), 3, 8)
+    assert one.extra == {"similarity": "dot", "k_percent": 25}  # a call's fields win over the shared ones
+    assert one.git_hash and one.time and one.versions  # the provenance stamp, once per builder
+    assert Record.from_json(one.to_json()) == one
 
 
 def test_round_trip_and_extra_fields():

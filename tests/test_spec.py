@@ -182,3 +182,23 @@ def test_bare_top_bottom_and_random_avoiding_outliers_cross_the_k_grid():
                      "random:10%!outliers@1", "random:50%!outliers@0", "random:50%!outliers@1", "outliers"]
     with pytest.raises(LLMTruncError, match="needs a K grid"):
         expand_grid(["top"])
+
+
+def test_one_k_grammar_for_grids_and_attribution_selections():
+    import argparse
+
+    from llmtrunc.commands.options import add_selection_options, selection_options
+    from llmtrunc.selection import n_drop
+    from llmtrunc.spec import k_percent, parse_k_list
+
+    parser = argparse.ArgumentParser()
+    add_selection_options(parser)
+    for text, ks in (("10,20,...,90", list(range(10, 100, 10))), ("10-12", [10, 11, 12]), ("25%,50%", [25, 50]),
+                     ("12.5,25", [12.5, 25])):
+        assert selection_options(parser.parse_args(["--k", text]))[0] == ks
+        assert [k_percent(k) for k in parse_k_list(text)] == ks  # the grid's parser, read as percents
+    assert isinstance(k_percent("25%"), int)  # keys and records hold 25, as before
+    assert n_drop(384, 12.5) == parse_drop("random:12.5%").n_drop(384) == 48
+    for bad in ("0,50", "100", "150"):
+        with pytest.raises(LLMTruncError):
+            selection_options(parser.parse_args(["--k", bad]))

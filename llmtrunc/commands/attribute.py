@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from llmtrunc.commands.eval import build_settings
     from llmtrunc.commands.options import execute, results_store, selection_options
     from llmtrunc.llm.attribution import AttributionCompute, attribution_cells, summary
+    from llmtrunc.llm.compat import install
     from llmtrunc.llm.evaluate import use_data_dir
     from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model and "," in args.model:
         raise LLMTruncError("attribute takes one --model")
     ks, seeds = selection_options(args)
+    install()  # the adaptations to lm-eval's internals (llmtrunc.llm.compat), before anything runs it
     use_data_dir(args.data_dir)
     include = tuple(args.include_path or ())
     tasks = resolve_tasks([args.tasks], args.data_dir, args.hub_tasks, include)

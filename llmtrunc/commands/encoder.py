@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from llmtrunc.commands.options import add_grid_options, add_results_dir, add_run_options
+from llmtrunc.commands.options import (add_grid_options, add_results_dir, add_run_options, add_selection_options,
+                                       execute, results_store, selection_options)
 from llmtrunc.encoder.models import DEFAULT_MODEL
 from llmtrunc.errors import LLMTruncError
 
@@ -43,8 +44,6 @@ def add_encoder_options(p: argparse.ArgumentParser, tasks_default: str = "scifac
 def register(subparsers) -> None:
     from llmtrunc.commands.report import add_report_options
     from llmtrunc.commands.report import run as run_report
-    from llmtrunc.encoder import simcse
-    from llmtrunc.encoder.analysis import cli as analysis_cli
 
     parser = subparsers.add_parser("encoder", help="encoder track: truncated sentence embeddings on retrieval, classification, STS")
     sub = parser.add_subparsers(dest="encoder_command", required=True, parser_class=type(parser))
@@ -56,8 +55,8 @@ def register(subparsers) -> None:
     add_run_options(p)
     p.add_argument("--json", action="store_true", help="print the main-metric records as JSON lines")
     p.set_defaults(func=cmd_eval)
-    analysis_cli.register(sub)
-    simcse.register(sub)
+    register_analyze(sub)
+    register_train_simcse(sub)
     p = sub.add_parser("report", help="the encoder reports (llmtrunc report --track encoder,encoder-analysis)")
     add_report_options(p)
     p.set_defaults(func=run_report, results=None, scope=("encoder", "encoder-analysis"))
@@ -87,7 +86,7 @@ def encoder_config(args, config_class=None, **extra):
 
 
 def cmd_eval(args) -> int:
-    from llmtrunc.commands.options import execute, grid_specs, results_store
+    from llmtrunc.commands.options import grid_specs
     from llmtrunc.encoder.evaluate import EncoderCompute, encoder_cells
     from llmtrunc.tables import print_scores
 
@@ -112,4 +111,79 @@ def cmd_models(args) -> int:
     for spec in MODELS.values():
         prompts = {k: v for k, v in (("query", spec.query_prompt), ("document", spec.document_prompt)) if v}
         print(f"{spec.alias:18} {spec.hub_id:45} {spec.similarity:6} {json.dumps(prompts) if prompts else ''}")
+    return 0
+
+
+def register_analyze(sub) -> None:
+    p = sub.add_parser("analyze", help="outlier dims, anisotropy/collapse, dimension attribution, PCA vs random")
+    add_encoder_options(p)
+    p.add_argument("--analyses", default="outliers,anisotropy,attribution,pca",
+                   help="comma-separated: outliers, anisotropy, attribution, pca")
+    add_selection_options(p)  # --k: also the PCA vs random grid
+    p.add_argument("--attr-experiments", type=int, default=2,
+                   help="classification attribution: MTEB undersampling experiments per removal")
+    p.add_argument("--max-rows", type=int, default=5000, help="rows (and positive pairs) sampled for the anisotropy metrics")
+    add_run_options(p)
+    p.set_defaults(func=cmd_analyze)
+
+
+def cmd_analyze(args) -> int:
+    from llmtrunc.encoder.analysis.run import ANALYSES, AnalysisCompute, AnalyzeConfig, analysis_cells
+
+    analyses = [a.strip() for a in args.analyses.split(",") if a.strip()]
+    unknown = [a for a in analyses if a not in ANALYSES]
+    if unknown or not analyses:
+        raise LLMTruncError(f"unknown analysis {(unknown or ['(none)'])[0]!r}: use {', '.join(ANALYSES)}")
+    ks, seeds = selection_options(args)
+    config = encoder_config(args, AnalyzeConfig, analyses=analyses, ks=ks, seeds=seeds,
+                            attr_experiments=args.attr_experiments, max_rows=args.max_rows)
+    encoder, tasks, cache = config.load()
+    store = results_store(args)
+    run_ids = execute(args, analysis_cells(encoder, tasks, config), AnalysisCompute(encoder, cache, config), store,
+                      recompute=args.recompute)
+    if run_ids is not None:
+        print(f"{len(store.all_records(run_ids))} analysis records in {len(run_ids)} cells")
+    return 0
+
+
+def register_train_simcse(sub) -> None:
+    p = sub.add_parser("train-simcse", help="SimCSE training (unsup: wiki sentences; sup: SNLI) with metrics over checkpoints")
+    p.add_argument("--mode", choices=("unsup", "sup"), default="unsup")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model: {DEFAULT_MODEL} (offline), a hub id "
+                   "(bert-base-uncased, google-t5/t5-base) or folder")
+    p.add_argument("--out", help="checkpoint folder (default .cache/simcse/MODE)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-seq-length", type=int, default=32)
+    p.add_argument("--lr", type=float, default=None, help="default 3e-5 (unsup) / 5e-5 (sup)")
+    p.add_argument("--save-steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--n-train", type=int, default=None, help="use the first N sentences / triplets")
+    p.add_argument("--eval-seeds", default="0-4", help="random-50%% truncation seeds for the retention")
+    p.add_argument("--retrieval-limit", type=int, default=30)
+    p.add_argument("--retrieval-corpus", type=int, default=300)
+    p.add_argument("--eval-max-seq-length", type=int, default=128)
+    p.add_argument("--data-dir", default=None)
+    add_results_dir(p)
+    p.add_argument("--recompute", action="store_true", help="train again although the store has this run")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_train_simcse)
+
+
+def cmd_train_simcse(args) -> int:
+    from llmtrunc.encoder.simcse import SimCSEConfig, compute, simcse_cell
+    from llmtrunc.spec import parse_int_list
+
+    for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
+        if getattr(args, flag) <= 0:
+            raise LLMTruncError(f"--{flag.replace('_', '-')} must be positive")
+    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
+                          max_seq_length=args.max_seq_length, learning_rate=args.lr, save_steps=args.save_steps,
+                          seed=args.seed, n_train=args.n_train, data_dir=args.data_dir,
+                          eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"),
+                          retrieval_limit=args.retrieval_limit, retrieval_corpus=args.retrieval_corpus,
+                          eval_max_seq_length=args.eval_max_seq_length, device=args.device)
+    store = results_store(args)
+    run_ids = execute(args, [simcse_cell(config)], compute, store, recompute=args.recompute)
+    print(f"{len(store.all_records(run_ids))} records; checkpoints under {config.out_dir}")
     return 0

@@ -119,7 +119,7 @@ def build_settings(args, model: str):
 
 
 def positions(text: str) -> list[str]:
-    from llmtrunc.llm.hooks import check_position
+    from llmtrunc.llm.architectures import check_position
 
     found = [p.strip() for p in text.split(",") if p.strip()]
     for at in found:
@@ -132,11 +132,13 @@ def positions(text: str) -> list[str]:
 def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[str]) -> int:
     """Everything `eval` and `sweep` do once their grid is known."""
     from llmtrunc.commands.options import execute, results_store
+    from llmtrunc.llm.compat import install
     from llmtrunc.llm.evaluate import LLMCompute, llm_cells, use_data_dir
     from llmtrunc.llm.shared_body import SharedBodyLM
     from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
     from llmtrunc.tables import print_scores
 
+    install()  # the adaptations to lm-eval's internals (llmtrunc.llm.compat), before anything runs it
     use_data_dir(args.data_dir)
     include = tuple(args.include_path or ())
     tasks = resolve_tasks(task_names, args.data_dir, args.hub_tasks, include)

@@ -44,17 +44,20 @@ def add_grid_options(parser: argparse.ArgumentParser, k_default: str | None = No
 
 def add_selection_options(parser: argparse.ArgumentParser) -> None:
     """--k/--seeds of an attribution's selection comparison (both tracks): K% most degrading / improving / random."""
-    parser.add_argument("--k", default="10,20,...,90", help="dropped percents of the attribution selection (1..99)")
+    parser.add_argument("--k", default="10,20,...,90",
+                        help="dropped percents of the attribution selection, strictly between 0 and 100: 10,20,...,90, "
+                             "10-30 or 12.5%%,25%% (default 10,20,...,90)")
     parser.add_argument("--seeds", default="0-4", help="random-baseline seeds")
 
 
-def selection_options(args) -> tuple[list[int], list[int]]:
+def selection_options(args) -> tuple[list[int | float], list[int]]:
+    """The selection's K grid (percents, the grammar of every --k: llmtrunc.spec.parse_k_list) and seeds."""
     from llmtrunc.errors import LLMTruncError
-    from llmtrunc.spec import parse_int_list
+    from llmtrunc.spec import k_percent, parse_int_list, parse_k_list
 
-    ks = parse_int_list(args.k, "--k")
+    ks = [k_percent(k) for k in parse_k_list(args.k)]
     if any(not 0 < k < 100 for k in ks):
-        raise LLMTruncError("--k values must lie in 1..99")
+        raise LLMTruncError("--k values must lie strictly between 0 and 100 (percent)")
     return ks, parse_int_list(args.seeds, "--seeds")
 
 

@@ -21,7 +21,8 @@ import pandas as pd
 
 from llmtrunc.plots import markdown_table, pyplot, save
 from llmtrunc.retention import retention
-from llmtrunc.store import atomic_write, recorded_commands
+from llmtrunc.files import atomic_write
+from llmtrunc.store import recorded_commands
 
 TRACK = "encoder-analysis"
 
@@ -97,7 +98,9 @@ def curves(df: pd.DataFrame, analysis: str) -> pd.DataFrame:
     g = sel[sel["condition"] != "full"].groupby(["model", "task", "metric", "condition", "k_percent"])["value"].agg(
         mean="mean", std=lambda v: float(np.std(v)), n="count").reset_index()
     g = g.join(full, on=["model", "task"])
-    g["retention"] = [retention(m, f) for m, f in zip(g["mean"], g["full"])]
+    higher = sel.groupby("metric")["higher_is_better"].first() if "higher_is_better" in sel else pd.Series(dtype=object)
+    g["higher_is_better"] = [higher.get(metric, True) for metric in g["metric"]]
+    g["retention"] = [retention(m, f, h) for m, f, h in zip(g["mean"], g["full"], g["higher_is_better"])]
     return g
 
 
@@ -111,8 +114,9 @@ def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
             rows = rows.sort_values("k_percent")
             line = ax.plot(rows["k_percent"], rows["retention"], marker="o", markersize=3, label=condition)[0]
             if (rows["n"] > 1).any():
-                ax.fill_between(rows["k_percent"], (rows["mean"] - rows["std"]) / rows["full"], (rows["mean"] + rows["std"]) / rows["full"],
-                                color=line.get_color(), alpha=0.2)
+                higher = rows["higher_is_better"].iloc[0]
+                ax.fill_between(rows["k_percent"], retention(rows["mean"] - rows["std"], rows["full"], higher),
+                                retention(rows["mean"] + rows["std"], rows["full"], higher), color=line.get_color(), alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_title(f"{model} {task} ({sub['metric'].iloc[0]}, full {sub['full'].iloc[0]:.3f})", fontsize=9)
         ax.set_xlabel("dimensions removed (K %)")
@@ -163,8 +167,9 @@ def _outlier_figure(table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for i, (_, row) in enumerate(table.iterrows()):
         g = df[(df["analysis"] == "outliers") & (df["model"] == row["model"]) & (df["task"] == row["task"]) & (df["metric"] == row["metric"])]
-        rnd = g[g["condition"] == "random"]["value"] / row["full"]
-        ax.bar(i - 0.2, (row["outliers_removed"] / row["full"]) if row["n_outliers"] else 1.0, 0.4, color="tab:red",
+        higher = g["higher_is_better"].iloc[0] if "higher_is_better" in g else True
+        rnd = pd.Series(retention(g[g["condition"] == "random"]["value"].to_numpy(), row["full"], higher))
+        ax.bar(i - 0.2, retention(row["outliers_removed"], row["full"], higher) if row["n_outliers"] else 1.0, 0.4, color="tab:red",
                label="outlier dims removed" if i == 0 else None)
         ax.bar(i + 0.2, rnd.mean() if len(rnd) else 1.0, 0.4, yerr=rnd.std(ddof=0) if len(rnd) > 1 else None, color="tab:gray",
                label="same number random" if i == 0 else None)

@@ -17,30 +17,16 @@ import hashlib
 import io
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
 from llmtrunc.data import cache_dir
-from llmtrunc.store import atomic_write
+from llmtrunc.files import atomic_write, slug
 
 FORMAT_VERSION = 1
-
-
-def texts_hash(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode("utf-8")
-        digest.update(len(encoded).to_bytes(8, "little"))
-        digest.update(encoded)
-    return digest.hexdigest()
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "x"
 
 
 @dataclass(frozen=True)
@@ -68,8 +54,8 @@ class EmbeddingCache:
         self.misses = 0
 
     def paths(self, key: CacheKey) -> tuple[Path, Path]:
-        stem = f"{_slug(key.dataset)}__{_slug(key.split)}__{key.role}__{key.digest}"
-        folder = self.root / _slug(key.model_id)
+        stem = f"{slug(key.dataset, 80)}__{slug(key.split, 80)}__{key.role}__{key.digest}"
+        folder = self.root / slug(key.model_id, 80)
         return folder / f"{stem}.npy", folder / f"{stem}.json"
 
     def load(self, key: CacheKey) -> np.ndarray | None:

@@ -17,13 +17,13 @@ from typing import Iterator
 
 import numpy as np
 
-from llmtrunc import provenance
 from llmtrunc.encoder import truncate as trunc
-from llmtrunc.encoder.cache import CacheKey, EmbeddingCache, texts_hash
+from llmtrunc.encoder.cache import CacheKey, EmbeddingCache
 from llmtrunc.encoder.models import DEFAULT_MODEL, Encoder, resolve_model
 from llmtrunc.encoder.tasks import Limits, Task, resolve_task
+from llmtrunc.files import texts_hash
 from llmtrunc.profile import Profile
-from llmtrunc.record import Record, cell_key, drop_fields, settings_id
+from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.spec import DropSpec
 
@@ -110,16 +110,14 @@ def make_records(encoder: Encoder, task: Task, settings: dict, cell: Cell, metri
     spec: DropSpec = cell.payload[1]
     mask = None if spec.kind == "pca" else spec.mask(dim, profile)
     drop = drop_fields(spec, mask, dim)
-    common = {"run_id": cell.run_id, "track": "encoder", "model": encoder.spec.alias, "model_id": encoder.model_id,
-              "revision": encoder.revision, "task": task.name, "settings_id": settings_id(settings),
-              **drop, "limit": limits.limit, **provenance.stamp(), "seconds": round(seconds, 4)}
-    extra = {"similarity": encoder.spec.similarity, "task_kind": task.kind, "split": task.split, "n_eval": task.n_eval(),
-             "data": settings["data"], "protocol": task.protocol(), "limits": limits.as_dict(),
-             "k_percent": round(100 * drop["n_dropped"] / dim if spec.ratio is None else float(spec.ratio) * 100, 6),
-             "keep_dims": dim - drop["n_dropped"],
-             **({"calibration": profile.describe()} if spec.needs_profile else {})}
-    return [Record(**common, metric=name, value=float(value), main=name == task.main_metric, extra=extra)
-            for name, value in metrics.items()]
+    record = RecordBuilder(
+        cell.run_id, "encoder", settings, model=encoder.spec.alias, model_id=encoder.model_id,
+        revision=encoder.revision, task=task.name, **drop, limit=limits.limit, seconds=round(seconds, 4),
+        similarity=encoder.spec.similarity, task_kind=task.kind, split=task.split, n_eval=task.n_eval(),
+        data=settings["data"], protocol=task.protocol(), limits=limits.as_dict(),
+        k_percent=round(100 * drop["n_dropped"] / dim if spec.ratio is None else float(spec.ratio) * 100, 6),
+        keep_dims=dim - drop["n_dropped"], **({"calibration": profile.describe()} if spec.needs_profile else {}))
+    return [record(name, value, main=name == task.main_metric) for name, value in metrics.items()]
 
 
 class EncoderCompute:

@@ -15,7 +15,8 @@ import pandas as pd
 
 from llmtrunc.plots import markdown_table, pyplot, save
 from llmtrunc.retention import with_baseline
-from llmtrunc.store import atomic_write, recorded_commands
+from llmtrunc.files import atomic_write
+from llmtrunc.store import recorded_commands
 
 KIND_ORDER = ("first", "last", "random", "pca")
 LABELS = {"first": "first K% dropped", "last": "last K% dropped", "random": "random K% (mean ± std)", "pca": "PCA to the same size"}

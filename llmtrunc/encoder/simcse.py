@@ -28,16 +28,17 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from llmtrunc import provenance
 from llmtrunc.data import data_dir as find_data_dir
 from llmtrunc.encoder.models import DEFAULT_MODEL
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.record import Record, cell_key, settings_id
+from llmtrunc.record import RecordBuilder, cell_key
 from llmtrunc.runner import Cell, Computed
-from llmtrunc.spec import DropSpec, Mask
+from llmtrunc.retention import retention
+from llmtrunc.spec import parse_drop
 
 TRACK = "encoder-analysis"
 TEMPERATURE = 0.05
+RANDOM_HALF = parse_drop("random:50%")  # the truncation whose retention is tracked over training (a seed per draw)
 
 
 def read_wiki(path: Path, n: int | None = None, min_chars: int = 10) -> list[str]:
@@ -200,10 +201,11 @@ class Tracker:
         dim = emb["sentences"].shape[1]
         sts_ret, ir_ret = [], []
         for seed in self.config.eval_seeds:
-            mask = Mask.random(dim, dim // 2, seed)
-            sts_ret.append(sts.score({"sentences": mask.remove(emb["sentences"])}, "cosine", emb)["cosine_spearman"] / out["stsb_dev_spearman"])
+            mask = RANDOM_HALF.with_seed(seed).mask(dim)
+            score = sts.score({"sentences": mask.remove(emb["sentences"])}, "cosine", emb)["cosine_spearman"]
+            sts_ret.append(retention(score, out["stsb_dev_spearman"], sts.higher_is_better))
             cut = {k: mask.remove(v) for k, v in remb.items()}
-            ir_ret.append(r.score(cut, "cosine", remb)["ndcg_at_10"] / out["scifact_ndcg_at_10"])
+            ir_ret.append(retention(r.score(cut, "cosine", remb)["ndcg_at_10"], out["scifact_ndcg_at_10"], r.higher_is_better))
         out["sts_retention_random50"] = float(np.mean(sts_ret))
         out["sts_retention_random50_std"] = float(np.std(sts_ret))
         out["retrieval_retention_random50"] = float(np.mean(ir_ret))
@@ -211,13 +213,18 @@ class Tracker:
         return {k: float(v) for k, v in out.items()}
 
 
-def simcse_cell(config: SimCSEConfig) -> Cell:
-    """The one runner cell of a training run: every setting that changes its numbers is in its key."""
-    from llmtrunc.encoder.models import resolve_model
-
+def simcse_settings(config: SimCSEConfig) -> dict:
+    """Every setting that changes a training run's numbers (where the data lives and the device do not)."""
     settings = {k: v for k, v in asdict(config).items() if k not in ("data_dir", "device")}
     settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE)
-    return Cell(cell_key(settings, DropSpec("none")), (resolve_model(config.model).alias, "simcse", config.mode),
+    return settings
+
+
+def simcse_cell(config: SimCSEConfig) -> Cell:
+    """The one runner cell of a training run, keyed by its settings."""
+    from llmtrunc.encoder.models import resolve_model
+
+    return Cell(cell_key(simcse_settings(config)), (resolve_model(config.model).alias, "simcse", config.mode),
                 ("simcse", config.mode), config)
 
 
@@ -229,13 +236,10 @@ def compute(cells: list[Cell], log: Callable[[str], None] = print) -> Iterator[C
         config: SimCSEConfig = cell.payload
         trained = train(config, log)
         tracker = Tracker(config)
-        settings = {k: v for k, v in cell.key.items() if k not in ("drop", "at")}
-        base = {"common": {"track": TRACK, "run_id": cell.run_id, "model": trained["alias"], "model_id": trained["source"],
-                           "task": "simcse", "settings_id": settings_id(settings), **provenance.stamp()},
-                "extra": {"analysis": f"simcse-{config.mode}", "mode": config.mode, "settings": settings,
-                          "n_train": trained["n_train"], "train_seconds": round(trained["seconds"], 1)}}
-        record = lambda metric, value, **extra: Record(**base["common"], metric=metric, value=float(value),  # noqa: E731
-                                                       extra={**base["extra"], **extra})
+        settings = simcse_settings(config)
+        record = RecordBuilder(cell.run_id, TRACK, settings, model=trained["alias"], model_id=trained["source"],
+                               task="simcse", analysis=f"simcse-{config.mode}", mode=config.mode, settings=settings,
+                               n_train=trained["n_train"], train_seconds=round(trained["seconds"], 1))
         records = [record("train_loss", loss, step=int(step), condition="train") for step, loss in trained["losses"]]
         for step, path in [(0, None)] + checkpoints(config.out_dir):
             t0 = time.perf_counter()
@@ -247,47 +251,3 @@ def compute(cells: list[Cell], log: Callable[[str], None] = print) -> Iterator[C
             log(f"  step {step}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items() if not k.endswith("_std"))
                 + f" ({time.perf_counter() - t0:.0f}s)")
         yield cell, records, {"settings.json": settings}
-
-
-def register(sub) -> None:
-    from llmtrunc.commands.options import add_results_dir
-
-    p = sub.add_parser("train-simcse", help="SimCSE training (unsup: wiki sentences; sup: SNLI) with metrics over checkpoints")
-    p.add_argument("--mode", choices=("unsup", "sup"), default="unsup")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"base model: {DEFAULT_MODEL} (offline), a hub id "
-                   "(bert-base-uncased, google-t5/t5-base) or folder")
-    p.add_argument("--out", help="checkpoint folder (default .cache/simcse/MODE)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-seq-length", type=int, default=32)
-    p.add_argument("--lr", type=float, default=None, help="default 3e-5 (unsup) / 5e-5 (sup)")
-    p.add_argument("--save-steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--n-train", type=int, default=None, help="use the first N sentences / triplets")
-    p.add_argument("--eval-seeds", default="0-4", help="random-50%% truncation seeds for the retention")
-    p.add_argument("--retrieval-limit", type=int, default=30)
-    p.add_argument("--retrieval-corpus", type=int, default=300)
-    p.add_argument("--eval-max-seq-length", type=int, default=128)
-    p.add_argument("--data-dir", default=None)
-    add_results_dir(p)
-    p.add_argument("--recompute", action="store_true", help="train again although the store has this run")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_train_simcse)
-
-
-def cmd_train_simcse(args) -> int:
-    from llmtrunc.commands.options import execute, results_store
-    from llmtrunc.spec import parse_int_list
-
-    for flag in ("steps", "batch_size", "max_seq_length", "save_steps"):
-        if getattr(args, flag) <= 0:
-            raise LLMTruncError(f"--{flag.replace('_', '-')} must be positive")
-    config = SimCSEConfig(mode=args.mode, model=args.model, out_dir=args.out, steps=args.steps, batch_size=args.batch_size,
-                          max_seq_length=args.max_seq_length, learning_rate=args.lr, save_steps=args.save_steps, seed=args.seed,
-                          n_train=args.n_train, data_dir=args.data_dir,
-                          eval_seeds=parse_int_list(args.eval_seeds, "--eval-seeds"), retrieval_limit=args.retrieval_limit,
-                          retrieval_corpus=args.retrieval_corpus, eval_max_seq_length=args.eval_max_seq_length, device=args.device)
-    store = results_store(args)
-    run_ids = execute(args, [simcse_cell(config)], compute, store, recompute=args.recompute)
-    print(f"{len(store.all_records(run_ids))} records; checkpoints under {config.out_dir}")
-    return 0

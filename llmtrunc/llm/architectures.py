@@ -5,6 +5,10 @@ LM head, the tie flag, logit softcapping, whether compute-once scoring is exact 
 drop can be written as weights (hooks/README.md).
 `for_model` finds the model's entry by class name; an unknown class falls back to a generic search
 of the usual attribute names, says so once, and is never shared-body scored.
+
+The two positions a drop acts at are facts of the same layers: the hidden state at a position is the
+input of one module (`POSITION_MODULES`), where the hooks zero it (llmtrunc.llm.hooks, shared generation)
+and the activation profiles read it (llmtrunc.llm.calibration).
 """
 
 from __future__ import annotations
@@ -13,21 +17,37 @@ import functools
 import logging
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
-from torch import nn
 
 from llmtrunc.data import shipped_dir
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.export import EXPORT_METHODS
 from llmtrunc.registry import Registry
 
+if TYPE_CHECKING:  # torch stays unimported until a model is at hand: the CLI reads these facts to build its flags
+    import torch
+    from torch import nn
+
 log = logging.getLogger(__name__)
+
+# The module whose input is the hidden state at each position: the LM head reads the final norm's output
+# (post-norm, the paper's "before projection to the vocabulary"); the final norm reads the last decoder
+# layer's output (pre-norm).
+POSITION_MODULES = {"post-norm": "lm_head", "pre-norm": "final_norm"}
+POSITIONS = tuple(POSITION_MODULES)
+# How a post-norm drop can be written as weights (llmtrunc.llm.export): zeroed entries of the final norm's
+# scale (and bias), or zeroed LM-head columns. A hooks/ file lists those exact for its family.
+EXPORT_METHODS = ("norm", "head")
 
 # The generic fallback: attribute names of decoder stacks and final norms across architectures.
 _DECODER_PATHS = ("model.language_model", "model", "transformer", "language_model.model", "gpt_neox")
 _NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm_f")
+
+
+def check_position(at: str) -> None:
+    if at not in POSITION_MODULES:
+        raise LLMTruncError(f"unknown position {at!r}: choose {' or '.join(POSITIONS)}")
 
 
 def _get(module: nn.Module, dotted: str) -> nn.Module | None:
@@ -59,11 +79,18 @@ class Architecture:
     source: str = ""  # the file it came from
 
     def find(self, model: nn.Module, what: str) -> nn.Module:
+        from torch import nn
+
         module = _get(model, getattr(self, what))
         if not isinstance(module, nn.Module):
             raise LLMTruncError(f"{type(model).__name__} has no {what.replace('_', ' ')} at "
                                 f"{getattr(self, what)!r} (as {self.source or 'the generic search'} says)")
         return module
+
+    def position_module(self, model: nn.Module, at: str) -> nn.Module:
+        """The module whose input is the hidden state at position `at` (POSITION_MODULES)."""
+        check_position(at)
+        return self.find(model, POSITION_MODULES[at])
 
     def softcap(self, model: nn.Module) -> float | None:
         if not self.logit_softcapping:
@@ -79,7 +106,7 @@ class Architecture:
         `head`: a function of the normed states that stands in for the LM head module."""
         logits = (head or self.find(model, "lm_head"))(self.find(model, "final_norm")(states))
         cap = self.softcap(model)
-        return torch.tanh(logits / cap) * cap if cap else logits
+        return logits.div(cap).tanh().mul(cap) if cap else logits
 
 
 def _load(path: Path) -> list[Architecture]:
@@ -117,6 +144,8 @@ def _generic(class_name: str, decoder: str, final_norm: str, lm_head: str) -> Ar
 
 
 def for_model(model: nn.Module) -> Architecture:
+    from torch import nn
+
     known = registry().find(type(model).__name__)
     if known is not None:
         return known

@@ -30,20 +30,19 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from llmtrunc import provenance
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, memoize_lm_eval_once
+from llmtrunc.llm.compat import metric_names
+from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm
 from llmtrunc.llm.tasks import TaskRef, task_manager
-from llmtrunc.record import Record, cell_key, drop_fields, settings_id
+from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
-from llmtrunc.selection import n_drop, ranked_selection, split_sets
+from llmtrunc.selection import n_drop, ranked_selection, share, split_sets
 from llmtrunc.spec import DropSpec, Mask
 
 TRACK = "llm-analysis"
@@ -237,7 +236,7 @@ class AttributionJob:
 
     settings: RunSettings
     task: TaskRef
-    ks: tuple[int, ...]
+    ks: tuple[int | float, ...]
     seeds: tuple[int, ...]
 
     @property
@@ -251,13 +250,14 @@ class AttributionJob:
                 "ks": list(self.ks), "seeds": list(self.seeds), "method": METHOD}
 
 
-def attribution_cells(settings: list[RunSettings], tasks: list[TaskRef], ks: list[int], seeds: list[int]) -> list[Cell]:
+def attribution_cells(settings: list[RunSettings], tasks: list[TaskRef], ks: list[int | float],
+                      seeds: list[int]) -> list[Cell]:
     """One cell per (model, task): the per-dimension records and the selection comparison of that task."""
     cells = []
     for run in settings:
         for task in tasks:
             job = AttributionJob(run, task, tuple(ks), tuple(seeds))
-            cells.append(Cell(cell_key(job.key_settings, DropSpec("none")), (run.model.name, task.name, "attribution"),
+            cells.append(Cell(cell_key(job.key_settings), (run.model.name, task.name, "attribution"),
                               (run.model.name, task.lm_eval_name), job))
     return cells
 
@@ -285,7 +285,6 @@ class AttributionCompute:
         return self._lm
 
     def __call__(self, cells: list[Cell]) -> Iterator[Computed]:
-        memoize_lm_eval_once()
         for cell in cells:
             job: AttributionJob = cell.payload
             lm = self.lm_for(job.settings)
@@ -306,7 +305,7 @@ def task_of(job: AttributionJob):
     if len(tasks) != 1 or not hasattr(tasks[0], "OUTPUT_TYPE"):
         raise LLMTruncError(f"{job.task.name} is a group: attribute one multiple-choice task at a time")
     task = tasks[0]
-    if task.OUTPUT_TYPE != "multiple_choice" or "acc" not in task._metric_fn_list:
+    if task.OUTPUT_TYPE != "multiple_choice" or "acc" not in metric_names(task):
         raise LLMTruncError(f"{job.task.name} is a {task.OUTPUT_TYPE} task: attribution needs a multiple-choice "
                             "task scored by acc")
     return task
@@ -341,41 +340,34 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record]:
     dim = lm.hidden_size
     seconds = {"baseline": round(baseline_seconds, 2), "attribution": round(attribution_seconds, 2),
                "selection": round(selection_seconds, 2)}
-    common = {"run_id": cell.run_id, "track": TRACK, "model": run.model.name, "model_id": run.model.pretrained,
-              "revision": run.revision, "task": job.task.name, "settings_id": settings_id(job.key_settings), "dim": dim,
-              "at": "post-norm", "num_fewshot": run.num_fewshot, "limit": run.limit, **provenance.stamp(),
-              "seconds": round(sum(seconds.values()), 1)}
-    extra = {"analysis": "attribution", "method": METHOD, "lm_eval_task": job.task.lm_eval_name,
-             "gguf_file": run.model.gguf_file, "dtype": run.dtype, "n_docs": len(choices.doc_ids),
-             "n_requests": len(keys), "ks": list(job.ks), "seeds": list(job.seeds)}
-
-    def record(metric: str, value: float, condition: str, **fields) -> Record:
-        own = {k: fields.pop(k) for k in ("drop", "drop_family", "drop_kind", "drop_ratio", "seed", "dropped_indices",
-                                         "n_dropped", "main", "higher_is_better") if k in fields}
-        return Record(**common, **own, metric=metric, value=float(value), extra={**extra, "condition": condition, **fields})
-
+    record = RecordBuilder(
+        cell.run_id, TRACK, job.key_settings, model=run.model.name, model_id=run.model.pretrained,
+        revision=run.revision, task=job.task.name, dim=dim, at="post-norm", num_fewshot=run.num_fewshot,
+        limit=run.limit, seconds=round(sum(seconds.values()), 1), analysis="attribution", method=METHOD,
+        lm_eval_task=job.task.lm_eval_name, gguf_file=run.model.gguf_file, dtype=run.dtype,
+        n_docs=len(choices.doc_ids), n_requests=len(keys), ks=list(job.ks), seeds=list(job.seeds))
     records = []
     for j in range(dim):
         single_drop = {"drop": f"single:{j}", "drop_family": "single", "drop_kind": "single", "dropped_indices": [j],
                        "n_dropped": 1, "main": False, "higher_is_better": None}
-        records.append(record("delta_acc", delta["acc"][j], "single", dim_index=j, acc=removed["acc"][j],
+        records.append(record("delta_acc", delta["acc"][j], condition="single", dim_index=j, acc=removed["acc"][j],
                               acc_norm=removed["acc_norm"][j], delta_acc_norm=delta["acc_norm"][j], **single_drop))
-        records.append(record("delta_gold_loglikelihood", delta["gold_loglikelihood"][j], "single", dim_index=j,
-                              gold_loglikelihood=removed["gold_loglikelihood"][j], **single_drop))
+        records.append(record("delta_gold_loglikelihood", delta["gold_loglikelihood"][j], condition="single",
+                              dim_index=j, gold_loglikelihood=removed["gold_loglikelihood"][j], **single_drop))
     items = choices.items(single.base)
     for name in ("acc", "acc_norm"):  # lm-eval's own numbers for the same requests, next to ours
-        records.append(record(name, base[name], "full", lm_eval_value=lm_eval_scores.get(f"{name},none"),
+        records.append(record(name, base[name], condition="full", lm_eval_value=lm_eval_scores.get(f"{name},none"),
                               items=items[name].tolist(), n_dropped=0, dropped_indices=[], main=name == "acc"))
-    records.append(record("gold_loglikelihood", base["gold_loglikelihood"], "full", n_dropped=0, dropped_indices=[],
-                          main=False))
+    records.append(record("gold_loglikelihood", base["gold_loglikelihood"], condition="full", n_dropped=0,
+                          dropped_indices=[], main=False))
     sets = split_sets(delta["acc"])
     for which, dims in sets.items():
-        records.append(record(f"n_{which}", len(dims), which, dropped_indices=dims.tolist(), n_dropped=len(dims),
-                              main=False, higher_is_better=None, seconds_by_part=seconds,
+        records.append(record(f"n_{which}", len(dims), condition=which, dropped_indices=dims.tolist(),
+                              n_dropped=len(dims), main=False, higher_is_better=None, seconds_by_part=seconds,
                               direct_pairs=single.direct, pairs=single.pairs))
     for condition, k, seed, dims, items in selection:
         for name in ("acc", "acc_norm", "gold_loglikelihood"):
-            records.append(record(name, items[name].mean(), condition, k_percent=k, main=name == "acc",
+            records.append(record(name, items[name].mean(), condition=condition, k_percent=k, main=name == "acc",
                                   items=items[name].tolist() if name != "gold_loglikelihood" else None,
                                   **selection_drop(condition, k, seed, dims, dim)))
     return records
@@ -410,15 +402,15 @@ def kept_rows(lm, keys) -> KeptRows:
     return KeptRows(lm.model, lm.arch, [lm.kept(k) for k in keys], [list(full[len(full) - n:]) for full, n in keys])
 
 
-def selection_drop(condition: str, k: int, seed: int | None, dims, dim: int) -> dict:
+def selection_drop(condition: str, k: int | float, seed: int | None, dims, dim: int) -> dict:
     """A record's drop columns: a random selection is exactly random:K%@seed; a ranked one is degrading:K% or
     improving:K% (its own kind, so that nothing takes it for a baseline)."""
     if condition == "random":
-        fields = drop_fields(DropSpec("random", Fraction(k, 100), seed), Mask(dim, tuple(dims)), dim)
+        fields = drop_fields(DropSpec("random", share(k), seed), Mask(dim, tuple(dims)), dim)
         fields.pop("dim")
         return fields
     return {"drop": f"{condition}:{k}%", "drop_family": f"{condition}:{k}%", "drop_kind": condition,
-            "drop_ratio": k / 100, "dropped_indices": list(dims), "n_dropped": len(dims)}
+            "drop_ratio": float(share(k)), "dropped_indices": list(dims), "n_dropped": len(dims)}
 
 
 def summary(records: list[Record]) -> str:

@@ -2,10 +2,11 @@
 
 Outlier- and magnitude-based drops (llmtrunc.spec) resolve against it. The calibration is the first
 `tokens` tokens of a text file (default: the data directory's wikitext-2 test text), tokenised
-without special tokens and run through the decoder in consecutive chunks of `chunk` tokens (at most
+without special tokens and run through the model in consecutive chunks of `chunk` tokens (at most
 the model's context), one sequence per chunk. At each position the profile is the per-dimension
-mean and mean |activation| over every calibration token of the untouched state the hooks act on:
-post-norm the LM head's input (the final norm's output), pre-norm the final norm's input.
+mean and mean |activation| over every calibration token of the untouched state the hooks act on, read
+where they act (llmtrunc.llm.architectures.POSITION_MODULES): post-norm the LM head's input (the final
+norm's output), pre-norm the final norm's input.
 
 Profiles are cached (llmtrunc.profile.ProfileCache) by everything that changes them: the model
 (pretrained, GGUF file, revision, loaded dtype, quantisation), the position, the calibration file's
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from llmtrunc.data import data_file
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import file_digest
 from llmtrunc.profile import Profile, ProfileCache
-from llmtrunc.record import file_digest
 
 if TYPE_CHECKING:  # torch stays unimported until a profile is computed: building cells needs only the key
     from torch import nn
@@ -80,29 +81,22 @@ def compute_profile(model: nn.Module, tokenizer, calibration: Calibration, at: s
     import torch
 
     from llmtrunc.llm.architectures import for_model
-    from llmtrunc.llm.hooks import check_position
 
-    check_position(at)
-    arch = for_model(model)
-    norm = arch.find(model, "final_norm")
+    module = for_model(model).position_module(model, at)
     ids = calibration_ids(tokenizer, calibration)
     chunk = min(calibration.chunk, max_length)
     sums: list = []
 
-    def accumulate(x) -> None:
-        x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
+    def accumulate(module, args) -> None:
+        x = args[0].detach().to(torch.float64).reshape(-1, args[0].shape[-1])
         sums.append(torch.stack([x.sum(0), x.abs().sum(0)]).cpu())
 
-    if at == "pre-norm":
-        handle = norm.register_forward_pre_hook(lambda m, args: accumulate(args[0]), prepend=True)
-    else:
-        handle = norm.register_forward_hook(lambda m, args, out: accumulate(out), prepend=True)
+    handle = module.register_forward_pre_hook(accumulate, prepend=True)
     device = next(model.parameters()).device
     try:
         with torch.no_grad():
             for start in range(0, len(ids), chunk):
-                arch.find(model, "decoder")(input_ids=torch.tensor([ids[start: start + chunk]], device=device),
-                                            use_cache=False)
+                model(input_ids=torch.tensor([ids[start: start + chunk]], device=device), use_cache=False)
     finally:
         handle.remove()
     total = torch.stack(sums).sum(0) / len(ids)

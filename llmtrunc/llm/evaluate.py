@@ -9,20 +9,20 @@ the drop being in its weights) and turns lm-eval's results into records.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from llmtrunc import provenance
 from llmtrunc.data import ENV_VAR, find_data_dir
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.calibration import Calibration
+from llmtrunc.llm.compat import reuse_requests
 from llmtrunc.llm.models import ModelRef
+from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.llm.tasks import TaskRef, fingerprint, metadata, standard_name, task_manager
-from llmtrunc.record import Record, cell_key, drop_fields, settings_id
+from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.spec import DropSpec, Mask
 
@@ -53,6 +53,10 @@ class RunSettings:
                 "apply_chat_template": self.apply_chat_template, "gen_kwargs": self.gen_kwargs,
                 "quantization": self.quantization, "backend": self.backend}
 
+    def when_dropped(self) -> dict[str, Any]:
+        """What changes a cell's numbers only when it drops something: vLLM's export method (a baseline writes nothing)."""
+        return {"export_via": self.export_via} if self.backend == "vllm" else {}
+
 
 @dataclass(frozen=True)
 class LLMCell:
@@ -68,6 +72,13 @@ class LLMCell:
         return {"track": "llm", **self.settings.key(), "task": self.task.lm_eval_name,
                 "task_sha256": fingerprint(self.task, self.settings.include_paths)}
 
+    def cell(self, calibration: dict[str, Any] | None = None) -> Cell:
+        """The runner cell of this job; `calibration`: the key of the profiles a profile-based drop resolves against."""
+        key = cell_key(self.task_settings, self.spec, self.at, calibration, self.settings.when_dropped())
+        dropped = self.spec.kind != "none"
+        return Cell(key, (self.settings.model.name, self.task.name, self.spec.name, self.at if dropped else ""),
+                    (self.settings.model.name, self.task.lm_eval_name), self)
+
 
 def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[DropSpec],
               positions: list[str]) -> list[Cell]:
@@ -78,13 +89,8 @@ def llm_cells(settings: list[RunSettings], tasks: list[TaskRef], specs: list[Dro
         calibration = run.calibration.key() if any(s.needs_profile for s in specs) else None
         for task in tasks:
             for spec in specs:
-                for at in positions[:1] if spec.kind == "none" else positions:
-                    payload = LLMCell(run, task, spec, at)
-                    key = cell_key(payload.task_settings, spec, at, calibration)
-                    if run.backend == "vllm" and spec.kind != "none":  # the baseline has nothing to write
-                        key["export_via"] = run.export_via
-                    cells.append(Cell(key, (run.model.name, task.name, spec.name, at if spec.kind != "none" else ""),
-                                      (run.model.name, task.lm_eval_name), payload))
+                cells += [LLMCell(run, task, spec, at).cell(calibration)
+                          for at in (positions[:1] if spec.kind == "none" else positions)]
     return cells
 
 
@@ -144,15 +150,13 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
-    common = {
-        "run_id": cell.run_id, "track": "llm", "model": run.model.name, "model_id": run.model.pretrained,
-        "revision": run.revision, "task": job.task.name, "settings_id": settings_id(job.task_settings),
-        **drop_fields(spec, mask, mask.dim), "at": job.at if spec.kind != "none" else "-",
-        "num_fewshot": run.num_fewshot, "limit": run.limit, **provenance.stamp(), "seconds": round(seconds, 1),
-    }
-    extra = {"gguf_file": run.model.gguf_file, "dtype": run.dtype, "quantization": run.quantization,
-             "backend": run.backend, "apply_chat_template": run.apply_chat_template, "gen_kwargs": run.gen_kwargs,
-             "batch_size": run.batch_size, "device": run.device, **lm_fields}
+    record = RecordBuilder(
+        cell.run_id, "llm", job.task_settings, model=run.model.name, model_id=run.model.pretrained,
+        revision=run.revision, task=job.task.name, **drop_fields(spec, mask, mask.dim),
+        at=job.at if spec.kind != "none" else "-", num_fewshot=run.num_fewshot, limit=run.limit,
+        seconds=round(seconds, 1), gguf_file=run.model.gguf_file, dtype=run.dtype, quantization=run.quantization,
+        backend=run.backend, apply_chat_template=run.apply_chat_template, gen_kwargs=run.gen_kwargs,
+        batch_size=run.batch_size, device=run.device, **lm_fields)
     records = []
     for lm_task, metrics in results["results"].items():
         higher = results.get("higher_is_better", {}).get(lm_task, {})
@@ -162,36 +166,16 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
                 continue
             metric, filt = key.split(",", 1)
             stderr = metrics.get(f"{metric}_stderr,{filt}")
-            records.append(Record(
-                **common, subtask=subtask, metric=metric, filter=filt, value=float(value),
+            records.append(record(
+                metric, value, subtask=subtask, filter=filt,
                 stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
                 higher_is_better=higher.get(metric),
                 main=info.is_main(subtask, metric, filt) if info else True,
                 floor=info.floor(metric, run.limit) if info else None,
-                extra={**extra, "lm_eval_task": lm_task, "n_shot": results.get("n-shot", {}).get(lm_task),
-                       "n_samples": results.get("n-samples", {}).get(lm_task, {}).get("effective"),
-                       "items": item_values(results, samples, lm_task, metric, filt, float(value))},
-            ))
+                lm_eval_task=lm_task, n_shot=results.get("n-shot", {}).get(lm_task),
+                n_samples=results.get("n-samples", {}).get(lm_task, {}).get("effective"),
+                items=item_values(results, samples, lm_task, metric, filt, float(value))))
     return records
-
-
-def memoize_lm_eval_once() -> None:
-    """Keep, for the rest of the process, two answers lm-eval recomputes for every cell although they
-    cannot change within a process.
-
-    * torch's environment probe: simple_evaluate puts `torch.utils.collect_env.get_pretty_env_info()` in
-      every result, which runs a dozen subprocesses (about a second per cell);
-    * jinja's compile of a template string: `lm_eval.utils.apply_template` compiles its template on every
-      call (doc_to_text, doc_to_target, doc_to_choice: about 7,000 compiles, 1 s, per arc_easy condition
-      at limit 200); a compiled jinja Template renders any number of docs.
-    """
-    from lm_eval import utils
-    from torch.utils import collect_env
-
-    if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
-        collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
-    if not hasattr(utils.env.from_string, "cache_info"):
-        utils.env.from_string = functools.lru_cache(maxsize=1024)(utils.env.from_string)
 
 
 def use_data_dir(explicit: str | None) -> None:
@@ -226,7 +210,7 @@ class LLMCompute:
             require_vllm()
             prepare_exports([(job.settings, job.spec, job.at) for job in jobs])
 
-    def lm_for(self, job: LLMCell):
+    def lm_for(self, job: LLMCell) -> TruncLM:
         if job.settings.backend == "vllm":
             if self._lm_spec != (job.settings, job.spec, job.at):
                 from llmtrunc.llm.vllm_backend import vllm_lm
@@ -252,13 +236,11 @@ class LLMCompute:
         import lm_eval
         from lm_eval.utils import handle_non_serializable
 
-        memoize_lm_eval_once()
         first = self.lm_for(cells[0].payload)
         for cell in cells:  # every mask of the group resolved against the model (and its profiles) before anything runs
             first.mask_for(cell.payload.spec, cell.payload.at)
         tasks = built_tasks(cells[0].payload)  # one task build for every condition of the group
-        if hasattr(first, "share"):
-            first.share([(c.payload.spec, c.payload.at) for c in cells])
+        first.share([(c.payload.spec, c.payload.at) for c in cells])
         try:
             for cell in cells:
                 job: LLMCell = cell.payload
@@ -280,17 +262,14 @@ class LLMCompute:
                 yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start,
                                        lm_fields(lm, job)), files
         finally:
-            if hasattr(self._lm, "clear_cache"):
-                self._lm.clear_cache()  # the shared body's states and continuations belong to one task
+            self._lm.clear_cache()  # the shared body's states and continuations belong to one task
 
 
-def lm_fields(lm, job: LLMCell) -> dict[str, Any]:
+def lm_fields(lm: TruncLM, job: LLMCell) -> dict[str, Any]:
     """The record fields an LM adds: shared or separate compute, the calibration profile a profile-based
     mask was resolved against, and a backend's own fields (vLLM: engine version, export method, engine check)."""
     calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
-    shared = getattr(lm, "shared", False) and not getattr(lm, "separate_generation", None)  # a fallen-back task: separate
-    return {"compute": "shared" if shared else "separate",
-            **({"calibration": calibration} if calibration else {}), **(getattr(lm, "record_extra", None) or {})}
+    return {"compute": lm.compute, **({"calibration": calibration} if calibration else {}), **lm.record_extra}
 
 
 def built_tasks(job: LLMCell) -> list:
@@ -304,21 +283,3 @@ def built_tasks(job: LLMCell) -> list:
     for task in loaded["tasks"].values():
         reuse_requests(task)
     return [obj for name, obj in (*loaded["groups"].items(), *loaded["tasks"].items()) if name not in members]
-
-
-def reuse_requests(task) -> None:
-    """Build a task's requests once per argument set; later builds hand out fresh copies of them."""
-    import copy
-
-    build, built = task.build_all_requests, {}
-
-    def build_once(**kwargs):
-        key = repr(sorted(kwargs.items()))
-        if key not in built:
-            build(**kwargs)
-            built[key] = task._instances
-        task._instances = [copy.copy(i) for i in built[key]]
-        for instance in task._instances:
-            instance.resps, instance.filtered_resps = [], {}
-
-    task.build_all_requests = build_once

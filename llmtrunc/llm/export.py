@@ -28,18 +28,17 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.llm.models import ModelRef, parse_gguf_once
+from llmtrunc.llm.architectures import EXPORT_METHODS, Architecture, check_position, for_model
+from llmtrunc.llm.compat import dense_for_saving
+from llmtrunc.llm.gguf import dense_copy
+from llmtrunc.llm.models import ModelRef
 from llmtrunc.spec import DropSpec, Mask
-
-if TYPE_CHECKING:
-    from llmtrunc.llm.architectures import Architecture
 
 META_KEY = "llmtrunc_drop"
 META_FILE = "llmtrunc_drop.json"
-EXPORT_METHODS = ("norm", "head")  # zeroed entries of the final norm's scale (and bias); zeroed LM-head columns
 VIA = ("auto", *EXPORT_METHODS)
 # Max |logit difference| between the reloaded export and the hook path, per unit of the largest logit.
 # Both edits give the hook's hidden state bit for bit, so a correct export on the same kernels differs by 0.
@@ -54,8 +53,7 @@ def check_exportable(spec: DropSpec, at: str) -> None:
             "RMS of the whole vector): export and the vLLM backend support --at post-norm only; "
             "use the HF backend for pre-norm"
         )
-    if at != "post-norm":
-        raise LLMTruncError(f"unknown position {at!r}: choose post-norm or pre-norm")
+    check_position(at)
     if spec.kind == "pca":
         raise LLMTruncError("pca:K is an encoder-only projection, not a set of dimensions: it cannot be exported")
     if spec.needs_profile:
@@ -91,34 +89,6 @@ def _configs(config) -> list:
     if text is not None and text is not config:
         found.append(text)
     return found
-
-
-@contextmanager
-def _dense_for_saving(model):
-    """A GGUF source, once dequantised, is a dense model that still carries its GGUF quantizer, which
-    save_pretrained refuses. Hide the quantizer while saving; refuse weights still packed in GGUF blocks."""
-    quantizer = getattr(model, "hf_quantizer", None)
-    qconfig = getattr(model.config, "quantization_config", None)
-    method = getattr(qconfig, "quant_method", None) if qconfig is not None else None
-    method = qconfig.get("quant_method") if isinstance(qconfig, dict) else method
-    if quantizer is None and qconfig is None:
-        yield
-        return
-    if str(getattr(method, "value", method)) != "gguf":
-        raise LLMTruncError(f"cannot export a model loaded quantised ({getattr(method, 'value', method)}): "
-                            "load it in full precision (no --load-in-8bit/--load-in-4bit) to export")
-    if getattr(quantizer, "packed_modules", None):
-        raise LLMTruncError("the GGUF weights are still packed: load with GgufConfig(dequantize=True) to export")
-    had_config = "quantization_config" in vars(model.config)
-    model.hf_quantizer = None
-    if had_config:
-        del model.config.quantization_config
-    try:
-        yield
-    finally:
-        model.hf_quantizer = quantizer
-        if had_config:
-            model.config.quantization_config = qconfig
 
 
 EXISTS = ("error", "overwrite", "reuse")
@@ -279,7 +249,6 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     "error", "overwrite", or "reuse" (keep a complete export already there: the cache mode).
     """
     from llmtrunc.llm import hooks
-    from llmtrunc.llm.architectures import for_model
 
     check_exportable(spec, at)
     out = Path(out)
@@ -297,7 +266,7 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        with _applied(model, arch, edits, untie=method == "head"), _dense_for_saving(model):
+        with _applied(model, arch, edits, untie=method == "head"), dense_for_saving(model):
             model.save_pretrained(staging)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
@@ -326,16 +295,18 @@ def load_source(ref: ModelRef, revision: str = "main", dtype: str = "auto"):
     """(model, tokenizer) on CPU with transformers; failures become one-line errors."""
     import transformers
 
-    kwargs: dict[str, Any] = {"revision": revision}
+    pretrained, kwargs = ref.pretrained, {"revision": revision}
     model_kwargs: dict[str, Any] = {}
-    if ref.gguf_file:
-        parse_gguf_once()
+    dense = dense_copy(ref.pretrained, ref.gguf_file) if ref.gguf_file else None
+    if dense is not None:  # a local GGUF: its dense copy (llmtrunc.llm.gguf)
+        pretrained = str(dense)
+    elif ref.gguf_file:
         kwargs["gguf_file"] = ref.gguf_file
         # dense weights (the exported checkpoint is plain safetensors), even where GGUF kernels exist
         model_kwargs["quantization_config"] = transformers.GgufConfig(dequantize=True)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(ref.pretrained, **kwargs)
-        model = transformers.AutoModelForCausalLM.from_pretrained(ref.pretrained, dtype=dtype, **kwargs, **model_kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(pretrained, **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(pretrained, dtype=dtype, **kwargs, **model_kwargs)
     except Exception as exc:  # hub/transformers raise many types; the user needs the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LLMTruncError(f"cannot load model {ref.name!r}: {first}") from None

@@ -131,8 +131,7 @@ def row_hooks(arch: Architecture, model: nn.Module, keep: dict[str, torch.Tensor
                                                                                 device=args[0].device)), *args[1:])
         return pre_hook
 
-    handles = [arch.find(model, "lm_head").register_forward_pre_hook(hook("post-norm")),
-               arch.find(model, "final_norm").register_forward_pre_hook(hook("pre-norm"))]
+    handles = [arch.position_module(model, at).register_forward_pre_hook(hook(at)) for at in keep]
     try:
         yield
     finally:

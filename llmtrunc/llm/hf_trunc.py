@@ -17,24 +17,29 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from llmtrunc.llm import hooks
+from llmtrunc.llm.architectures import check_position
 from llmtrunc.llm.calibration import Calibration, model_profile
-from llmtrunc.llm.models import MODELS, parse_gguf_once, resolve_model
-from llmtrunc.llm.quantization import QuantizedLoadMixin
+from llmtrunc.llm.compat import QuantizedLoadMixin, install
+from llmtrunc.llm.gguf import dense_copy
+from llmtrunc.llm.models import MODELS, resolve_model
+from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 
 @register_model("hf-trunc")
-class HFTruncLM(QuantizedLoadMixin, HFLM):
+class HFTruncLM(QuantizedLoadMixin, HFLM, TruncLM):
+    shared = False  # every condition runs the full model (SharedBodyLM shares the body)
+    compute = "separate"
+
     def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None,
                  calibration: str | Calibration | None = None, calibration_tokens: int | None = None, **kwargs):
+        install()  # lm-eval's per-process memoisations (llmtrunc.llm.compat), for lm-eval's own CLI too
         if isinstance(pretrained, str) and pretrained in MODELS:
             ref = resolve_model(pretrained)
             pretrained = ref.pretrained
             if ref.gguf_file:
                 kwargs.setdefault("gguf_file", ref.gguf_file)
-        if kwargs.get("gguf_file"):
-            parse_gguf_once()
         spec = drop if isinstance(drop, DropSpec) else parse_drop(str(drop), None if seed is None else int(seed))
         self.calibration = calibration if isinstance(calibration, Calibration) else Calibration.of(calibration,
                                                                                                   calibration_tokens)
@@ -43,6 +48,11 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
         self.identity = {"pretrained": pretrained, "gguf_file": kwargs.get("gguf_file"),
                          "revision": kwargs.get("revision", "main"),
                          "quantization": kwargs.get("quantization")} if isinstance(pretrained, str) else None
+        dense = dense_copy(pretrained, kwargs["gguf_file"]) if isinstance(pretrained, str) and kwargs.get("gguf_file") \
+            else None
+        if dense is not None:  # a local GGUF loads from its dense copy: the same weights, config and tokenizer
+            pretrained = str(dense)
+            del kwargs["gguf_file"]
         super().__init__(pretrained=pretrained, **kwargs)
         self.drop_hooks: hooks.Truncation | None = None  # not `truncation`: HFLM uses that name
         self.profiles: dict[str, Profile] = {}
@@ -51,6 +61,16 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
     @property
     def hidden_size(self) -> int:
         return hooks.hidden_size(self.model)
+
+    @property
+    def record_extra(self) -> dict:
+        return {}
+
+    def share(self, conditions: list[tuple[DropSpec, str]]) -> None:
+        """Nothing to share: every condition runs the full model."""
+
+    def clear_cache(self) -> None:
+        """Nothing is kept between groups."""
 
     def profile(self, at: str) -> Profile:
         """The model's activation profile at `at`, computed without any drop hooks (or cached) once per position."""
@@ -62,7 +82,7 @@ class HFTruncLM(QuantizedLoadMixin, HFLM):
 
     def mask_for(self, spec: DropSpec, at: str) -> Mask:
         """The dimensions `spec` drops at `at`, against this model's profile where the spec needs one."""
-        hooks.check_position(at)
+        check_position(at)
         return spec.mask(self.hidden_size, self.profile(at) if spec.needs_profile else None)
 
     @contextmanager

@@ -1,6 +1,7 @@
 """The truncation hooks: zero chosen dimensions of a causal LM's final hidden state.
 
-Two positions, located from the model's hooks/<family>.yaml (llmtrunc.llm.architectures):
+Two positions, located from the model's hooks/<family>.yaml (llmtrunc.llm.architectures.POSITION_MODULES):
+a forward pre-hook on the module whose input the position's hidden state is.
 
     post-norm  the tensor the LM head receives (after the final norm)  -> pre-hook on the LM head
     pre-norm   the last decoder layer's output (before the final norm) -> pre-hook on the final norm
@@ -22,8 +23,6 @@ from torch import nn
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.architectures import for_model
 from llmtrunc.spec import Mask
-
-POSITIONS = ("post-norm", "pre-norm")
 
 
 def find_lm_head(model: nn.Module) -> nn.Module:
@@ -50,11 +49,6 @@ def zero_dims(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.index_fill(-1, index.to(x.device), 0)
 
 
-def check_position(at: str) -> None:
-    if at not in POSITIONS:
-        raise LLMTruncError(f"unknown position {at!r}: choose post-norm or pre-norm")
-
-
 @dataclass
 class Truncation:
     """Hooks attached to one model; `remove()` restores it exactly."""
@@ -71,8 +65,7 @@ class Truncation:
 
 def attach(model: nn.Module, mask: Mask, at: str = "post-norm") -> Truncation:
     """Zero `mask.dropped` of the final hidden state at position `at` on every forward pass."""
-    check_position(at)
-    target = find_lm_head(model) if at == "post-norm" else find_final_norm(model)
+    target = for_model(model).position_module(model, at)
     dim = hidden_size(model)
     if mask.dim != dim:
         raise LLMTruncError(f"the mask is for {mask.dim} dimensions but the model's hidden size is {dim}")

@@ -2,19 +2,15 @@
 
 An alias resolves to `ModelRef(pretrained, gguf_file)`, the two arguments lm-eval's HF model and
 transformers' `from_pretrained` take. Anything that is not an alias passes through: a Hub id,
-a local directory, or a `.gguf` file path.
+a local directory, or a `.gguf` file path (loaded through its dense copy, llmtrunc.llm.gguf).
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-import gguf
 
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.registry import Registry
@@ -87,38 +83,3 @@ def resolve_model(name: str) -> ModelRef:
     if name.count("/") == 1 and not name.startswith((".", "/")) and all(name.split("/")):
         return ModelRef(name, name)  # a Hub id: loading will tell if it is reachable
     raise LLMTruncError(f"unknown model {name!r}: use an alias ({', '.join(MODELS)}), a Hub id, a directory or a .gguf file")
-
-
-def parse_gguf_once() -> None:
-    """Make transformers parse a GGUF file once per process, not once per use.
-
-    A GGUF load reads the file three times (config, tokenizer, weights: a `gguf.GGUFReader` each, about 8 s
-    for SmolLM2's 49k-token vocabulary) and rebuilds gguf's tensor-name map for every tensor (397 times,
-    about 10 s). Both are pure functions of their arguments (the reader of an unchanged file is only read
-    from; its arrays are read-only memory maps), so a cached one gives the same weights and tokenizer, bit for bit.
-    """
-    if hasattr(gguf.get_tensor_name_map, "cache_info"):
-        return
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(gguf.get_tensor_name_map)
-    gguf.GGUFReader = _ReadOnce
-
-
-class _ReadOnce(gguf.GGUFReader):
-    """A GGUFReader that, opened read-only, returns the reader already parsed for this file (path, size, mtime)."""
-
-    parsed: dict[tuple, "_ReadOnce"] = {}
-
-    def __new__(cls, path, mode="r"):
-        if mode != "r":
-            return super().__new__(cls)
-        stat = os.stat(path)
-        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
-        if key not in cls.parsed:
-            reader = super().__new__(cls)
-            super(_ReadOnce, reader).__init__(path, mode)  # the original parse
-            cls.parsed[key] = reader
-        return cls.parsed[key]
-
-    def __init__(self, path, mode="r"):
-        if mode != "r":
-            super().__init__(path, mode)

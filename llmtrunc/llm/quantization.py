@@ -4,9 +4,9 @@ transformers 5 no longer takes `load_in_8bit=True` in `from_pretrained`: it need
 `quantization_config=BitsAndBytesConfig(...)`. lm-eval 0.4.13's HFLM cannot take that through
 model_args either -- it always passes its own `quantization_config` (read from the checkpoint's
 config) to `_create_model`, so a second one in **kwargs is a "multiple values" TypeError.
-`QuantizedLoadMixin` closes the gap: put it before HFLM in the bases and the model arg
-`quantization=bnb-8bit|bnb-4bit` (which HFLM forwards untouched to `_create_model`) becomes the
-BitsAndBytesConfig.
+`QuantizedLoadMixin` (llmtrunc.llm.compat, with lm-eval's other internals) closes the gap: put it
+before HFLM in the bases and the model arg `quantization=bnb-8bit|bnb-4bit` (which HFLM forwards
+untouched to `_create_model`) becomes the BitsAndBytesConfig of `bnb_config`.
 
 The truncation is unaffected by quantisation: bitsandbytes leaves the LM head unquantised (it is in
 transformers' modules-not-to-convert), and the hooks act on the activations entering the head /
@@ -70,21 +70,3 @@ def hf_model_kwargs(load_in_8bit: bool = False, load_in_4bit: bool = False) -> t
         return {}, None
     check_available(label)
     return {"quantization": label}, label
-
-
-class QuantizedLoadMixin:
-    """Turns the model arg `quantization=bnb-8bit|bnb-4bit` into HFLM's quantization_config.
-
-    Use as `class HFTruncLM(QuantizedLoadMixin, HFLM)`. HFLM.__init__ forwards unknown kwargs only
-    to `_create_model`, which is where this picks them up.
-    """
-
-    def _create_model(self, *args, quantization_config=None, quantization: str | None = None,
-                      bnb_4bit_compute_dtype: str = "bfloat16", **kwargs):
-        if quantization:
-            if quantization_config is not None:
-                raise LLMTruncError(f"the checkpoint is already quantised ({type(quantization_config).__name__}): "
-                                    f"drop {quantization}")
-            quantization_config = bnb_config(str(quantization), str(bnb_4bit_compute_dtype))
-            self.quantization = str(quantization)
-        return super()._create_model(*args, quantization_config=quantization_config, **kwargs)

@@ -11,15 +11,17 @@ from __future__ import annotations
 import base64
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from llmtrunc.files import atomic_write
 from llmtrunc.plots import pyplot, save
 from llmtrunc.outliers import outlier_table
-from llmtrunc.retention import condition_table
-from llmtrunc.tables import interval, mean_std
+from llmtrunc.retention import retention
+from llmtrunc.tables import condition_table, interval, mean_std
 
 # The paper's Table 3: full / first half removed / last half removed.
 PAPER_TABLE3 = pd.DataFrame(
@@ -61,7 +63,7 @@ def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
                  "this model: score (retention)":
                      f"{row['score']:.4f} ({'-' if pd.isna(row['retention']) else format(row['retention'], '.3f')})"}
         for _, ref in paper.iterrows():
-            entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({ref[condition] / ref['full']:.3f})"
+            entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({retention(ref[condition], ref['full']):.3f})"
         rows.append(entry)
     return pd.DataFrame(rows)
 
@@ -144,7 +146,7 @@ def curves(table: pd.DataFrame, model: str) -> bytes | None:
                         capsize=2, label=f"{k}" + ("" if at == "post-norm" else f" ({at})"))
         first = part.iloc[0]
         if pd.notna(first["floor"]) and first["baseline"]:
-            ax.axhline(first["floor"] / first["baseline"], color="grey", ls="--", lw=0.8, label="chance / floor")
+            ax.axhline(retention(first["floor"], first["baseline"]), color="grey", ls="--", lw=0.8, label="chance / floor")
         ax.axhline(1.0, color="black", lw=0.5)
         ax.set(title=f"{task} ({first['metric']})", xlabel="dimensions removed (%)", ylabel="retention")
         ax.legend(fontsize=6)
@@ -164,7 +166,7 @@ def paper_figure(table: pd.DataFrame, model: str) -> bytes | None:
         half = PAPER_CONDITIONS[drop]
         group = f"{task}\n{half.replace(' removed', '')}"
         for _, ref in PAPER_TABLE3[PAPER_TABLE3["task"] == task].iterrows():
-            bars.append((group, f"{ref['model']} (paper)", ref[half] / ref["full"]))
+            bars.append((group, f"{ref['model']} (paper)", retention(ref[half], ref["full"])))
         bars.append((group, model, row["retention"].iloc[0]))
     groups, series = list(dict.fromkeys(b[0] for b in bars)), list(dict.fromkeys(b[1] for b in bars))
     fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(groups) + 2), 3.4))
@@ -282,87 +284,134 @@ def _html_table(frame: pd.DataFrame, sortable: bool = False) -> str:
     return f"<table{attributes}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
-    """report.md, report.html and their figures from the LLM records in `records`."""
-    from llmtrunc.store import recorded_commands
-
-    analyses = records[(records["track"] == "llm-analysis") & (records.get("analysis") == "attribution")]
-    records = records[records["track"] == "llm"]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    intro = ("Retention = truncated / baseline (perplexity: baseline / truncated), with a 95% interval from a paired "
-             "bootstrap over the items (random drops: the interval over the seeds); p from a paired test (McNemar for "
-             "accuracy-type metrics, sign-flip permutation otherwise); ≈: indistinguishable from the baseline (p ≥ "
-             "0.05 and the interval of the difference holds 0). Floor = chance for multiple choice and the share of "
-             "unanswerable questions for SQuAD v2 best_exact; retention above floor = (truncated − floor) / "
-             "(baseline − floor), only where the baseline is above its floor.")
-    md = ["# llmtrunc report: LLM track", "", intro, ""]
-    page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>llmtrunc report</title><style>{STYLE}</style>"
-            "</head><body><h1>llmtrunc report: LLM track</h1>", f"<p>{html.escape(intro)}</p>"]
-    written = []
-    for model in sorted(records["model"].unique()):  # attribution is shown beside a model's evaluations
-        part = records[records["model"] == model]
-        table = ordered(condition_table(part))
-        md += [f"## {model}", "", "### Summary", "", *summary(table), ""]
-        page += [f"<h2>{html.escape(model)}</h2><h3>Summary</h3><ul>",
-                 *[f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in summary(table)], "</ul>"]
-        figures = [("heatmap", "Retention by task and condition", heatmap(table, model)),
-                   ("curves", "Retention vs dimensions removed", curves(table, model)),
-                   ("paper", "The paper's Table 3, as retention", paper_figure(table, model))]
-        for name, title, png in figures:
-            if png is None:
-                continue
-            path = out / f"{name}_{model}.png"
-            path.write_bytes(png)
-            written.append(path)
-            md += [f"### {title}", "", f"![{title}]({path.name})", ""]
-            page += [f"<h3>{html.escape(title)}</h3>", f"<img alt='{html.escape(title)}' "
-                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"]
-        beside = paper_side_by_side(table)
-        if not beside.empty:
-            md += ["### Side by side with the paper's Table 3", "", "Score (retention in parentheses):", "",
-                   beside.to_markdown(index=False), ""]
-            page += ["<h3>Side by side with the paper's Table 3</h3>", _html_table(beside)]
-        outliers = outlier_view(part)
-        if not outliers.empty:
-            note = ("Outlier dimensions of the final hidden state (the ±3σ rule on the calibration text's mean "
-                    "activations, llmtrunc/profile.py) removed, against as many random dimensions (random:outliers, "
-                    "mean ± std over the seeds). If the outliers carried the model, removing them would cost more.")
-            md += ["### The outlier experiment", "", note, "", outliers.to_markdown(index=False), ""]
-            page += ["<h3>The outlier experiment</h3>", f"<p>{html.escape(note)}</p>", _html_table(outliers)]
-        own = analyses[analyses["model"] == model]
-        if not own.empty:
-            counts, selection = attribution_frames(own)
-            note = ("`llmtrunc attribute`: the change in accuracy when each single dimension is removed at post-norm "
+INTRO = ("Retention = truncated / baseline (perplexity: baseline / truncated), with a 95% interval from a paired "
+         "bootstrap over the items (random drops: the interval over the seeds); p from a paired test (McNemar for "
+         "accuracy-type metrics, sign-flip permutation otherwise); ≈: indistinguishable from the baseline (p ≥ "
+         "0.05 and the interval of the difference holds 0). Floor = chance for multiple choice and the share of "
+         "unanswerable questions for SQuAD v2 best_exact; retention above floor = (truncated − floor) / "
+         "(baseline − floor), only where the baseline is above its floor.")
+OUTLIER_NOTE = ("Outlier dimensions of the final hidden state (the ±3σ rule on the calibration text's mean "
+                "activations, llmtrunc/profile.py) removed, against as many random dimensions (random:outliers, "
+                "mean ± std over the seeds). If the outliers carried the model, removing them would cost more.")
+ATTRIBUTION_NOTE = ("`llmtrunc attribute`: the change in accuracy when each single dimension is removed at post-norm "
                     "(degrading: removing it raises accuracy), then the K% most degrading, most improving and random "
                     "dimensions removed together. Selected on the evaluated items themselves, as the paper does: "
                     "the degrading curve is an in-sample upper bound.")
-            view = selection.assign(**{c: selection[c].map(lambda v: f"{v:.4f}") for c in
-                                       ("degrading removed", "improving removed", "random", "random std")})
-            md += ["### Per-dimension attribution", "", note, "", counts.to_markdown(index=False), "",
-                   view.to_markdown(index=False), ""]
-            page += ["<h3>Per-dimension attribution</h3>", f"<p>{html.escape(note)}</p>", _html_table(counts),
-                     _html_table(view)]
-            png = attribution_figure(selection, model)
-            path = out / f"attribution_{model}.png"
-            path.write_bytes(png)
-            written.append(path)
-            md += [f"![Attribution selection]({path.name})", ""]
-            page += [f"<img alt='Attribution selection' src='data:image/png;base64,{base64.b64encode(png).decode()}'/>"]
-        view = full_table(table)
-        md += ["### All conditions", "", view.to_markdown(index=False), ""]
-        page += ["<h3>All conditions</h3><p>Click a column to sort.</p>", _html_table(view, sortable=True)]
-        behind = pd.concat([part, own])
-        commands = recorded_commands(behind)
-        versions = sorted({json.dumps(v, sort_keys=True) for v in behind["versions"]})
-        hashes = sorted(set(behind["git_hash"]))
-        md += ["### Provenance", "", "Commands behind these numbers:", "", *[f"    {c}" for c in commands], "",
-               f"Versions: {'; '.join(versions)}  ", f"llmtrunc git: {', '.join(hashes)}", ""]
-        page += ["<h3>Provenance</h3><p>Commands behind these numbers:</p><pre>"
-                 + html.escape("\n".join(commands)) + "</pre>",
-                 f"<p>Versions: {html.escape('; '.join(versions))}<br/>llmtrunc git: {', '.join(hashes)}</p>"]
+
+
+@dataclass
+class Figure:
+    name: str  # the PNG's file name
+    title: str
+    png: bytes
+
+
+@dataclass
+class ModelReport:
+    """Everything the report shows for one model, computed once; `markdown` and `html_page` only lay it out."""
+
+    model: str
+    summary: list[str]
+    figures: list[Figure]
+    beside: pd.DataFrame  # side by side with the paper's Table 3 (empty: none of its conditions)
+    outliers: pd.DataFrame  # the outlier experiment (empty: not run)
+    attribution: tuple[pd.DataFrame, pd.DataFrame, Figure] | None  # counts, selection view, figure
+    conditions: pd.DataFrame  # all conditions
+    commands: list[str]
+    versions: list[str]
+    hashes: list[str]
+
+    def all_figures(self) -> list[Figure]:
+        return [*self.figures, *([self.attribution[2]] if self.attribution else [])]
+
+
+def model_report(part: pd.DataFrame, attribution: pd.DataFrame, model: str) -> ModelReport:
+    """One model's summary, figures and tables from its LLM records and its attribution records."""
+    from llmtrunc.store import recorded_commands
+
+    table = ordered(condition_table(part))
+    figures = [Figure(f"{name}_{model}.png", title, png) for name, title, png in (
+        ("heatmap", "Retention by task and condition", heatmap(table, model)),
+        ("curves", "Retention vs dimensions removed", curves(table, model)),
+        ("paper", "The paper's Table 3, as retention", paper_figure(table, model))) if png is not None]
+    own = None
+    if not attribution.empty:
+        counts, selection = attribution_frames(attribution)
+        view = selection.assign(**{c: selection[c].map(lambda v: f"{v:.4f}") for c in
+                                   ("degrading removed", "improving removed", "random", "random std")})
+        own = (counts, view, Figure(f"attribution_{model}.png", "Attribution selection",
+                                    attribution_figure(selection, model)))
+    behind = pd.concat([part, attribution])
+    return ModelReport(model, summary(table), figures, paper_side_by_side(table), outlier_view(part), own,
+                       full_table(table), recorded_commands(behind),
+                       sorted({json.dumps(v, sort_keys=True) for v in behind["versions"]}),
+                       sorted(set(behind["git_hash"])))
+
+
+def markdown(reports: list[ModelReport]) -> str:
+    """report.md: the figures as links to the PNGs beside it."""
+    md = ["# llmtrunc report: LLM track", "", INTRO, ""]
+    for r in reports:
+        md += [f"## {r.model}", "", "### Summary", "", *r.summary, ""]
+        for figure in r.figures:
+            md += [f"### {figure.title}", "", f"![{figure.title}]({figure.name})", ""]
+        if not r.beside.empty:
+            md += ["### Side by side with the paper's Table 3", "", "Score (retention in parentheses):", "",
+                   r.beside.to_markdown(index=False), ""]
+        if not r.outliers.empty:
+            md += ["### The outlier experiment", "", OUTLIER_NOTE, "", r.outliers.to_markdown(index=False), ""]
+        if r.attribution is not None:
+            counts, view, figure = r.attribution
+            md += ["### Per-dimension attribution", "", ATTRIBUTION_NOTE, "", counts.to_markdown(index=False), "",
+                   view.to_markdown(index=False), "", f"![{figure.title}]({figure.name})", ""]
+        md += ["### All conditions", "", r.conditions.to_markdown(index=False), ""]
+        md += ["### Provenance", "", "Commands behind these numbers:", "", *[f"    {c}" for c in r.commands], "",
+               f"Versions: {'; '.join(r.versions)}  ", f"llmtrunc git: {', '.join(r.hashes)}", ""]
     md += ["## The paper's Table 3 (reference)", "", PAPER_TABLE3.to_markdown(index=False), ""]
+    return "\n".join(md)
+
+
+def _html_image(figure: Figure) -> str:
+    return f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{base64.b64encode(figure.png).decode()}'/>"
+
+
+def html_page(reports: list[ModelReport]) -> str:
+    """report.html: one self-contained page, the figures inline, the full tables sortable."""
+    page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>llmtrunc report</title><style>{STYLE}</style>"
+            "</head><body><h1>llmtrunc report: LLM track</h1>", f"<p>{html.escape(INTRO)}</p>"]
+    for r in reports:
+        page += [f"<h2>{html.escape(r.model)}</h2><h3>Summary</h3><ul>",
+                 *[f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in r.summary], "</ul>"]
+        for figure in r.figures:
+            page += [f"<h3>{html.escape(figure.title)}</h3>", _html_image(figure)]
+        if not r.beside.empty:
+            page += ["<h3>Side by side with the paper's Table 3</h3>", _html_table(r.beside)]
+        if not r.outliers.empty:
+            page += ["<h3>The outlier experiment</h3>", f"<p>{html.escape(OUTLIER_NOTE)}</p>", _html_table(r.outliers)]
+        if r.attribution is not None:
+            counts, view, figure = r.attribution
+            page += ["<h3>Per-dimension attribution</h3>", f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>",
+                     _html_table(counts), _html_table(view), _html_image(figure)]
+        page += ["<h3>All conditions</h3><p>Click a column to sort.</p>", _html_table(r.conditions, sortable=True)]
+        page += ["<h3>Provenance</h3><p>Commands behind these numbers:</p><pre>"
+                 + html.escape("\n".join(r.commands)) + "</pre>",
+                 f"<p>Versions: {html.escape('; '.join(r.versions))}<br/>llmtrunc git: {', '.join(r.hashes)}</p>"]
     page += ["<h2>The paper's Table 3 (reference)</h2>", _html_table(PAPER_TABLE3), SORTABLE, "</body></html>"]
-    (out / "report.md").write_text("\n".join(md))
-    (out / "report.html").write_text("\n".join(page))
-    return [out / "report.md", out / "report.html", *written]
+    return "\n".join(page)
+
+
+def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
+    """report.md, report.html and their figures from the LLM records in `records` (attribution is shown beside
+    a model's evaluations)."""
+    analyses = records[(records["track"] == "llm-analysis") & (records.get("analysis") == "attribution")]
+    records = records[records["track"] == "llm"]
+    reports = [model_report(records[records["model"] == model], analyses[analyses["model"] == model], model)
+               for model in sorted(records["model"].unique())]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [figure for r in reports for figure in r.all_figures()]
+    for figure in figures:
+        atomic_write(out / figure.name, figure.png)
+    atomic_write(out / "report.md", markdown(reports))
+    atomic_write(out / "report.html", html_page(reports))
+    return [out / "report.md", out / "report.html", *(out / figure.name for figure in figures)]

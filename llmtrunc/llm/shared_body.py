@@ -61,6 +61,11 @@ class SharedBodyLM(HFTruncLM):
         self.generated_tokens: dict[tuple, int] = {}
         self._rows = 1  # rows decoded at once (the batch size, while generate_until runs)
 
+    @property
+    def compute(self) -> str:
+        """"separate" also for a task whose generation fell back to separate runs (`separate_generation`)."""
+        return "shared" if self.shared and not self.separate_generation else "separate"
+
     def share(self, conditions: list[tuple[DropSpec, str]]) -> None:
         """Decode these conditions together from one prefill per prompt, until `clear_cache`."""
         sharing = {}

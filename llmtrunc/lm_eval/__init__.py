@@ -1,9 +1,9 @@
 """`python -m llmtrunc.lm_eval ...`: lm-eval's own CLI with the `hf-trunc` model registered.
 
-lm-eval's CLI only knows models inside its package; importing llmtrunc.hf_trunc registers
+lm-eval's CLI only knows models inside its package; importing llmtrunc.llm.hf_trunc registers
 `hf-trunc`. Every argument goes to lm-eval unchanged, except that llmtrunc's local task folder is
 added as `--include_path` when none is given, and lm-eval's `vllm` model also loads vLLM's CPU build
-(llmtrunc.llm.vllm_backend.import_lm_eval_vllm). Multi-GPU data parallel:
+(llmtrunc.llm.compat.import_lm_eval_vllm). Multi-GPU data parallel:
 `accelerate launch -m llmtrunc.lm_eval --model hf-trunc ...`.
 """
 
@@ -16,11 +16,14 @@ def main(argv: list[str] | None = None) -> None:
     import llmtrunc.llm.hf_trunc  # noqa: F401  (registers hf-trunc)
     from lm_eval.__main__ import cli_evaluate
 
+    from llmtrunc.llm.compat import install
     from llmtrunc.llm.tasks import tasks_dir
 
+    install()  # lm-eval's per-process memoisations, for every model lm-eval's CLI runs
     args = list(sys.argv[1:] if argv is None else argv)
     if "vllm" in args or "--model=vllm" in args:
-        from llmtrunc.llm.vllm_backend import import_lm_eval_vllm, require_vllm
+        from llmtrunc.llm.compat import import_lm_eval_vllm
+        from llmtrunc.llm.vllm_backend import require_vllm
 
         require_vllm()
         import_lm_eval_vllm()

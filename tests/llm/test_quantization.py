@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import BitsAndBytesConfig
 
-from llmtrunc.llm import quantization
+from llmtrunc.llm import compat, quantization
 from llmtrunc.errors import LLMTruncError
 from tests.helpers.checkpoint import save_tiny
 
@@ -64,7 +64,7 @@ class Recorder:
         self.seen = kwargs
 
 
-class Quantised(quantization.QuantizedLoadMixin, Recorder):
+class Quantised(compat.QuantizedLoadMixin, Recorder):
     pass
 
 
@@ -91,7 +91,7 @@ def test_mixin_with_lm_eval_hflm_on_cpu(tmp_path, monkeypatch):
     """HFLM forwards the arg to _create_model: unquantised loads as before; bnb on CPU fails in one line."""
     from lm_eval.models.huggingface import HFLM
 
-    class QHFLM(quantization.QuantizedLoadMixin, HFLM):
+    class QHFLM(compat.QuantizedLoadMixin, HFLM):
         pass
 
     folder = save_tiny(tmp_path / "tiny")

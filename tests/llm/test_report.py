@@ -6,12 +6,12 @@ import pytest
 
 from llmtrunc.cli import main
 from llmtrunc.llm.report import paper_side_by_side
-from llmtrunc.retention import condition_table
 from llmtrunc.llm.tasks import metadata
 from llmtrunc.record import Record, settings_id
 from llmtrunc.retention import retention
 from llmtrunc.spec import parse_drop
 from llmtrunc.store import ResultsStore
+from llmtrunc.tables import condition_table
 
 
 def record(task, drop, value, metric="acc", at="post-norm", limit=100):

@@ -3,9 +3,8 @@
     metrics.py      uniformity, alignment, IsoScore, Corr Mean, outlier dimensions (numpy, hand-checkable)
     attribution.py  score change from removing each dimension alone: closed-form vectorised cosine retrieval
                     (nDCG@10) and STS, the naive loop for any task (classification), degrading/improving sets
-    run.py          `llmtrunc encoder analyze`: runs the analyses on cached embeddings into the results store
-    cli.py          registration of `llmtrunc encoder analyze` (and `train-simcse`, implemented in ../simcse.py)
+    run.py          the analyses' cells and their compute function for the one runner, on cached embeddings
 
-Records go to the results store with track "encoder-analysis"; `llmtrunc.encoder.analysis_report` draws them.
-Nothing heavy is imported here.
+`llmtrunc encoder analyze` (llmtrunc/commands/encoder.py) runs them; records go to the results store with track
+"encoder-analysis", and `llmtrunc.encoder.analysis_report` draws them. Nothing heavy is imported here.
 """

@@ -22,20 +22,21 @@ analyses
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from llmtrunc import provenance
 from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
 from llmtrunc.encoder.cache import EmbeddingCache
 from llmtrunc.encoder.evaluate import EncoderRunConfig, encode_sets, score_specs, task_settings
 from llmtrunc.encoder.models import Encoder
 from llmtrunc.encoder.tasks import Limits, Task
-from llmtrunc.record import Record, cell_key, settings_id
+from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
+from llmtrunc.retention import retention
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.selection import n_drop, ranked_selection, split_sets
 from llmtrunc.spec import DropSpec, Mask, parse_drop
@@ -47,7 +48,7 @@ ANALYSES = ("outliers", "anisotropy", "attribution", "pca")
 @dataclass
 class AnalyzeConfig(EncoderRunConfig):
     analyses: list[str] = field(default_factory=lambda: list(ANALYSES))
-    ks: list[int] = field(default_factory=lambda: list(range(10, 100, 10)))
+    ks: list[int | float] = field(default_factory=lambda: list(range(10, 100, 10)))  # percents
     seeds: list[int] = field(default_factory=lambda: list(range(5)))
     attr_experiments: int = 2
     max_rows: int = 5000
@@ -74,49 +75,32 @@ class Context:
         sets = {k: mask.remove(m) for k, m in self.evaluated.items()}
         return float(task.score(sets, self.similarity, self.evaluated)[task.main_metric])
 
-    def base_record(self, analysis: str, cell: Cell) -> dict:
+    def records(self, analysis: str, cell: Cell) -> RecordBuilder:
+        """The builder of one analysis cell's records: `record(metric, value, condition=..., **fields)`."""
         e, t = self.encoder, self.task
-        common = {"track": TRACK, "run_id": cell.run_id, "model": e.spec.alias, "model_id": e.model_id,
-                  "revision": e.revision, "task": t.name, "settings_id": settings_id(self.settings), "dim": self.dim,
-                  "limit": self.limits.limit, **provenance.stamp()}
-        extra = {"analysis": analysis, "similarity": self.similarity, "task_kind": t.kind, "split": t.split,
-                 "n_eval": t.n_eval(), "data": self.settings["data"], "limits": self.limits.as_dict()}
-        return {"common": common, "extra": extra}
+        return RecordBuilder(cell.run_id, TRACK, self.settings, model=e.spec.alias, model_id=e.model_id,
+                             revision=e.revision, task=t.name, dim=self.dim, limit=self.limits.limit, analysis=analysis,
+                             similarity=self.similarity, task_kind=t.kind, split=t.split, n_eval=t.n_eval(),
+                             data=self.settings["data"], limits=self.limits.as_dict())
 
 
-_COMMON = {"dims": "dropped_indices", "seed": "seed", "n_dropped": "n_dropped", "main": "main", "seconds": "seconds"}
-
-
-def _rec(base: dict, metric: str, value: float, condition: str, **fields) -> Record:
-    """One analysis record; `dims`, `seed`, `n_dropped`, `main`, `seconds` and `drop` (a spec, expanded
-    into the drop columns) are common fields, the rest extra."""
-    common, extra = dict(base["common"]), dict(base["extra"], condition=condition)
-    for key, item in fields.items():
-        if key == "drop":
-            spec = parse_drop(item)
-            common.update(drop=spec.name, drop_family=spec.family, drop_kind=spec.kind,
-                          drop_ratio=None if spec.ratio is None else float(spec.ratio))
-        elif key in _COMMON:
-            common[_COMMON[key]] = list(item) if key == "dims" else item
-        else:
-            extra[key] = item
-    return Record(**common, metric=metric, value=float(value), extra=extra)
-
-
-def analyse_outliers(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]:
+def analyse_outliers(ctx: Context, config: AnalyzeConfig, record: RecordBuilder) -> list[Record]:
     fit = ctx.embeddings[ctx.task.fit_set]
     outliers = M.outlier_dimensions(fit)
     mean = fit.astype(np.float64).mean(axis=0)
     metric = ctx.task.main_metric
     full = ctx.score()
-    records = [_rec(base, "n_outliers", len(outliers), "outliers", dims=[int(j) for j in outliers], n_dropped=len(outliers),
-                    mean_values=[round(float(mean[j]), 6) for j in outliers], mean_of_means=float(mean.mean()), std_of_means=float(mean.std())),
-               _rec(base, metric, full, "full", n_dropped=0, dims=[])]
-    if len(outliers):
-        records.append(_rec(base, metric, ctx.score(outliers), "outliers", n_dropped=len(outliers), dims=[int(j) for j in outliers]))
+    dims = [int(j) for j in outliers]
+    records = [record("n_outliers", len(dims), condition="outliers", dropped_indices=dims, n_dropped=len(dims),
+                      mean_values=[round(float(mean[j]), 6) for j in dims], mean_of_means=float(mean.mean()),
+                      std_of_means=float(mean.std())),
+               record(metric, full, condition="full", n_dropped=0, dropped_indices=[])]
+    if dims:
+        records.append(record(metric, ctx.score(dims), condition="outliers", n_dropped=len(dims), dropped_indices=dims))
         for seed in config.seeds:
-            dims = random_dims(ctx.dim, len(outliers), seed)
-            records.append(_rec(base, metric, ctx.score(dims), "random", n_dropped=len(dims), dims=list(dims), seed=seed))
+            drawn = random_dims(ctx.dim, len(dims), seed)
+            records.append(record(metric, ctx.score(drawn), condition="random", n_dropped=len(drawn),
+                                  dropped_indices=list(drawn), seed=seed))
     return records
 
 
@@ -159,7 +143,7 @@ def anisotropy_metrics(points: np.ndarray, x: np.ndarray, y: np.ndarray, max_row
             "corr_mean": M.corr_mean(sample)}
 
 
-def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]:
+def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, record: RecordBuilder) -> list[Record]:
     points = cloud(ctx)
     x, y, what = positive_pairs(ctx, config.max_rows)
     metric = ctx.task.main_metric
@@ -169,16 +153,17 @@ def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, base: dict) -> list[
     full_score = ctx.score()
     extra = {"pairs": what, "n_pairs": len(x), "n_points": min(len(points), config.max_rows)}
     for name, value in full_metrics.items():
-        records.append(_rec(base, name, value, "full", k_percent=0, n_dropped=0, **extra))
-    records.append(_rec(base, metric, full_score, "full", k_percent=0, n_dropped=0))
+        records.append(record(name, value, condition="full", k_percent=0, n_dropped=0, **extra))
+    records.append(record(metric, full_score, condition="full", k_percent=0, n_dropped=0))
     n = n_drop(ctx.dim, 50)
     for seed in config.seeds:
         dims = random_dims(ctx.dim, n, seed)
         keep = Mask(ctx.dim, dims).remove
         for name, value in anisotropy_metrics(keep(points), keep(x), keep(y), config.max_rows).items():
-            records.append(_rec(base, name, value, "random", k_percent=50, n_dropped=n, seed=seed, **extra))
+            records.append(record(name, value, condition="random", k_percent=50, n_dropped=n, seed=seed, **extra))
         score = ctx.score(dims)
-        records.append(_rec(base, metric, score, "random", k_percent=50, n_dropped=n, seed=seed, retention=score / full_score))
+        records.append(record(metric, score, condition="random", k_percent=50, n_dropped=n, seed=seed,
+                              retention=retention(score, full_score, ctx.task.higher_is_better)))
     return records
 
 
@@ -201,34 +186,36 @@ def attribution_deltas(ctx: Context, config: AnalyzeConfig, log: Callable[[str],
     return base, scores, "naive loop (full task.score per dimension)"
 
 
-def analyse_attribution(ctx: Context, config: AnalyzeConfig, base: dict, log: Callable[[str], None]) -> list[Record]:
+def analyse_attribution(ctx: Context, config: AnalyzeConfig, record: RecordBuilder, log: Callable[[str], None]) -> list[Record]:
     t0 = time.perf_counter()
     attr_base, scores, method = attribution_deltas(ctx, config, log)
     seconds = time.perf_counter() - t0
     delta = scores - attr_base
     sets = split_sets(delta)
     metric = ctx.task.main_metric
-    b = {"common": base["common"], "extra": {**base["extra"], "method": method}}
-    records = [_rec(b, f"delta_{metric}", delta[j], "single", dim_index=int(j), score=float(scores[j]), n_dropped=1) for j in range(ctx.dim)]
-    records += [_rec(b, "attribution_base", attr_base, "full", seconds=round(seconds, 4)),
-                _rec(b, "n_degrading", len(sets["degrading"]), "degrading", dims=sets["degrading"].tolist()),
-                _rec(b, "n_improving", len(sets["improving"]), "improving", dims=sets["improving"].tolist()),
-                _rec(b, "n_neutral", len(sets["neutral"]), "neutral", dims=sets["neutral"].tolist())]
+    record = functools.partial(record, method=method)
+    records = [record(f"delta_{metric}", delta[j], condition="single", dim_index=int(j), score=float(scores[j]),
+                      n_dropped=1) for j in range(ctx.dim)]
+    records += [record("attribution_base", attr_base, condition="full", seconds=round(seconds, 4)),
+                record("n_degrading", len(sets["degrading"]), condition="degrading", dropped_indices=sets["degrading"].tolist()),
+                record("n_improving", len(sets["improving"]), condition="improving", dropped_indices=sets["improving"].tolist()),
+                record("n_neutral", len(sets["neutral"]), condition="neutral", dropped_indices=sets["neutral"].tolist())]
     full = ctx.score()
-    records.append(_rec(b, metric, full, "full", k_percent=0, n_dropped=0, analysis="attribution-selection"))
+    records.append(record(metric, full, condition="full", k_percent=0, n_dropped=0, analysis="attribution-selection"))
     for k in config.ks:
         n = n_drop(ctx.dim, k)
         for which in ("degrading", "improving"):
             dims = ranked_selection(delta, which, n)
-            records.append(_rec(b, metric, ctx.score(dims), which, k_percent=k, n_dropped=n, dims=dims, analysis="attribution-selection",
-                                n_in_set=len(sets[which])))
+            records.append(record(metric, ctx.score(dims), condition=which, k_percent=k, n_dropped=n, dropped_indices=dims,
+                                  analysis="attribution-selection", n_in_set=len(sets[which])))
         for seed in config.seeds:
             dims = random_dims(ctx.dim, n, seed)
-            records.append(_rec(b, metric, ctx.score(dims), "random", k_percent=k, n_dropped=n, seed=seed, analysis="attribution-selection"))
+            records.append(record(metric, ctx.score(dims), condition="random", k_percent=k, n_dropped=n, seed=seed,
+                                  analysis="attribution-selection"))
     return records
 
 
-def analyse_pca(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]:
+def analyse_pca(ctx: Context, config: AnalyzeConfig, record: RecordBuilder) -> list[Record]:
     specs: list[DropSpec] = [parse_drop("none")]
     for k in config.ks:
         specs.append(parse_drop(f"pca:{k}%"))
@@ -241,12 +228,11 @@ def analyse_pca(ctx: Context, config: AnalyzeConfig, base: dict) -> list[Record]
     for spec, metrics in score_specs(ctx.task, ctx.embeddings, ctx.similarity, specs):
         condition = "full" if spec.kind == "none" else spec.kind
         n = spec.n_drop(ctx.dim)
-        extra = {"k_percent": 0 if spec.ratio is None else float(spec.ratio) * 100, "n_dropped": n, "seed": spec.seed,
-                 "drop": spec.name}
+        extra = {"k_percent": 0 if spec.ratio is None else float(spec.ratio) * 100, **drop_fields(spec, None, ctx.dim)}
         if spec.kind == "pca":
             extra["explained_variance_kept"] = float(explained[: ctx.dim - n].sum())
         for name, value in metrics.items():
-            records.append(_rec(base, name, value, condition, main=name == ctx.task.main_metric, **extra))
+            records.append(record(name, value, condition=condition, main=name == ctx.task.main_metric, **extra))
     return records
 
 
@@ -263,7 +249,7 @@ def analysis_cells(encoder: Encoder, tasks: list[Task], config: AnalyzeConfig) -
     for task in tasks:
         settings = task_settings(encoder, task, TRACK)
         for analysis in config.analyses:
-            key = cell_key({**settings, **analysis_settings(config, analysis)}, DropSpec("none"))
+            key = cell_key({**settings, **analysis_settings(config, analysis)})
             cells.append(Cell(key, (encoder.spec.alias, task.name, analysis), (encoder.spec.alias, task.name), (task, analysis)))
     return cells
 
@@ -282,13 +268,13 @@ class AnalysisCompute:
         ctx = Context(self.encoder, task, encode_sets(self.encoder, task, self.cache, needs_fit), self.config.limits)
         self.log(f"{self.encoder.spec.alias} {task.name}: embeddings ready in {time.perf_counter() - start:.1f}s (dim {ctx.dim})")
         for cell, analysis in zip(cells, analyses):
-            base = ctx.base_record(analysis, cell)
+            record = ctx.records(analysis, cell)
             if analysis == "outliers":
-                records = analyse_outliers(ctx, self.config, base)
+                records = analyse_outliers(ctx, self.config, record)
             elif analysis == "anisotropy":
-                records = analyse_anisotropy(ctx, self.config, base)
+                records = analyse_anisotropy(ctx, self.config, record)
             elif analysis == "attribution":
-                records = analyse_attribution(ctx, self.config, base, self.log)
+                records = analyse_attribution(ctx, self.config, record, self.log)
             else:
-                records = analyse_pca(ctx, self.config, base)
+                records = analyse_pca(ctx, self.config, record)
             yield cell, records, {"settings.json": cell.key}

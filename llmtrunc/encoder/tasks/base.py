@@ -36,11 +36,14 @@ class Task:
 
     kind: retrieval / classification / sts; main_metric: the headline metric;
     fit_set: the set PCA is fitted on (corpus or train), never an evaluation query or test set;
-    fit_only_sets: sets that serve only to fit PCA (encoded only when pca is asked for).
+    fit_only_sets: sets that serve only to fit PCA (encoded only when pca is asked for);
+    higher_is_better: the direction of every metric the task scores (nDCG, MAP, accuracy, F1, Spearman ...
+    all rise with quality), as records and retention (llmtrunc.retention) read it.
     """
 
     kind = ""
     main_metric = ""
+    higher_is_better = True
     fit_set = ""
     fit_only_sets: tuple[str, ...] = ()
 

@@ -1,0 +1,79 @@
+"""Content hashes, atomic writes and file-name slugs: the leaf helpers every layer uses.
+
+Standard library only, and imports nothing of llmtrunc, so any module may use it without a cycle.
+
+    digest(data)        a stable short hash of JSON-able data (cell keys, run ids, cache keys)
+    file_digest(path)   SHA-256 of a file's bytes, read in blocks
+    texts_hash(texts)   SHA-256 of an ordered list of texts (length-prefixed, so no two lists collide)
+    atomic_write(p, x)  write to a temporary name beside `p`, then rename: readers see the old or the whole new file
+    slug(text)          a file-name-safe form of a label
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any, Sequence
+
+_BLOCK = 1 << 20
+
+
+def digest(data: Any, length: int = 16) -> str:
+    """A stable short hash of JSON-able data (keys sorted)."""
+    canonical = json.dumps(data, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes ('missing' when absent: a missing file is a different cell, not a crash)."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def texts_hash(texts: Sequence[str]) -> str:
+    """SHA-256 of texts in order, each prefixed by its UTF-8 length."""
+    sha = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        sha.update(len(encoded).to_bytes(8, "little"))
+        sha.update(encoded)
+    return sha.hexdigest()
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write to a temporary name and rename: readers see the old file or the whole new one.
+
+    The temporary file is created with mode 0o666 less the process umask, as an ordinary open() creates
+    a file (tempfile.mkstemp would give 0600), so the umask is never read or changed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def slug(text: str, limit: int | None = None, keep_end: bool = False, sep: str = "-") -> str:
+    """`text` with each run of characters outside [A-Za-z0-9._-] replaced by `sep` and trimmed of it at both
+    ends, cut to `limit` characters (its last ones with `keep_end`); "x" when nothing is left."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", sep, text).strip(sep)
+    if limit is not None:
+        cleaned = cleaned[-limit:] if keep_end else cleaned[:limit]
+    return cleaned or "x"

