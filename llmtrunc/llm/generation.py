@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicLayer
 
-from llmtrunc.llm import shared_prefix
+from llmtrunc.llm import compat, shared_prefix
 from llmtrunc.llm.architectures import Architecture
 from llmtrunc.spec import Mask
 
@@ -87,11 +87,11 @@ def generation_kwargs(model: nn.Module, context: torch.Tensor, attention_mask: t
     if attention_mask is None:
         kwargs["attention_mask"] = torch.ones_like(context)
     if "position_ids" in inspect.signature(model.forward).parameters:
-        kwargs["position_ids"] = model._prepare_position_ids_for_generation(context, kwargs)
+        kwargs["position_ids"] = compat.generation_position_ids(model, context, kwargs)
     if bool((kwargs["attention_mask"] == 1).all()):
         kwargs["attention_mask"] = None  # as generate: no mask at all when nothing is padded
     kwargs["cache"] = DynamicCache(config=model.config.get_text_config(decoder=True))
-    if model._supports_logits_to_keep():
+    if compat.keeps_last_logits(model):
         kwargs["logits_to_keep"] = 1
     return kwargs
 
@@ -111,7 +111,7 @@ def prefill(model: nn.Module, arch: Architecture, context: torch.Tensor, attenti
     """One forward pass over the prompts, exactly as `generate`'s first step makes it."""
     kwargs = generation_kwargs(model, context, attention_mask)
     with torch.no_grad(), capture_norm_input(arch, model) as seen:
-        inputs = model.prepare_inputs_for_generation(context, next_sequence_length=None, is_first_iteration=True, **kwargs)
+        inputs = compat.step_inputs(model, context, first=True, **kwargs)
         outputs = model(**inputs, return_dict=True)
     kwargs["cache"] = outputs.get("cache", kwargs["cache"])
     return Prefill(context, kwargs["cache"], seen[0][:, -1:].detach(), kwargs)
@@ -240,59 +240,80 @@ def decode(model: nn.Module, arch: Architecture, tokenizer, batch: Prefill, cond
     their next-token logits (tests use it to check that every row's mask acts on every step). Rows of one
     prompt attend over its one cached copy where the family allows (llmtrunc.llm.shared_prefix); `prefix_once=False`:
     every row over its own copy, with transformers' attention."""
-    b, length = batch.context.shape
-    dim = batch.last_state.shape[-1]
     stops = StopSequences(tokenizer, stop)
     generated: dict[tuple[int, int], list[int]] = {}
-    pairs = [(p, c) for p in range(b) for c in range(len(conditions))]
+    pairs = [(p, c) for p in range(batch.context.shape[0]) for c in range(len(conditions))]
     for start in range(0, len(pairs), max(1, max_rows)):
         rows = pairs[start: start + max(1, max_rows)]
-        index = torch.tensor([p for p, _ in rows])
-        kwargs = _select(batch.kwargs, index)
-        attend = nullcontext()
-        shares = len(rows) > len({p for p, _ in rows})  # some prompt has several rows in this chunk
-        if prefix_once and shares and shared_prefix.applies(batch.cache, arch.shared_prefix_attention):
-            cache = shared_prefix.row_cache(batch.cache, index, batch.kwargs.get("attention_mask"), max_length - length)
-            attend = shared_prefix.in_use(model)
-        else:
-            cache = copy.deepcopy(batch.cache)
-            cache.batch_select_indices(index.to(batch.context.device))
-            preallocate(cache, max_length - length)
-        kwargs["cache"] = cache
-        ids = batch.context[index.to(batch.context.device)]
-        keep = keep_masks(conditions, [c for _, c in rows], dim)
-        live = list(rows)
-        with torch.no_grad(), row_hooks(arch, model, keep), attend:
-            logits = arch.logits(model, batch.last_state[index.to(batch.last_state.device)])
-            kwargs = model._update_model_kwargs_for_generation({"cache": cache}, kwargs)
-            while True:
-                next_logits = logits[:, -1].to(copy=True, dtype=torch.float32)
-                if on_step:
-                    on_step(live, next_logits)
-                tokens = torch.argmax(next_logits, dim=-1)
-                ids = torch.cat([ids, tokens[:, None].to(ids.device)], dim=-1)
-                done = []
-                for r, (row, token) in enumerate(zip(live, tokens.tolist())):
-                    seq = generated.setdefault(row, [])
-                    seq.append(token)
-                    done.append(token in eos_ids or ids.shape[1] >= max_length or stops.hit(seq))
-                if all(done):
-                    break
-                if any(done):  # finished rows leave the batch
-                    stay = torch.tensor([r for r, d in enumerate(done) if not d])
-                    live = [live[r] for r in stay.tolist()]
-                    ids = ids[stay.to(ids.device)]
-                    kwargs = _select(kwargs, stay)
-                    kwargs["cache"].batch_select_indices(stay.to(ids.device))
-                    for at, mask in keep.items():
-                        keep[at] = None if mask is None else mask[stay]
-                inputs = model.prepare_inputs_for_generation(ids, next_sequence_length=1, **kwargs)
-                outputs = model(**inputs, return_dict=True)
-                kwargs = model._update_model_kwargs_for_generation(outputs, kwargs)
-                logits = outputs.logits
+        cache, attend = row_cache(model, arch, batch, rows, max_length, prefix_once)
+        with torch.no_grad(), attend:
+            decode_rows(model, arch, batch, conditions, rows, cache, max_length,
+                        lambda row, seq: seq[-1] in eos_ids or stops.hit(seq), generated, on_step)
+    return continuations(batch, len(conditions), generated, pad_id)
+
+
+def row_cache(model: nn.Module, arch: Architecture, batch: Prefill, rows: list[tuple[int, int]], max_length: int,
+              prefix_once: bool):
+    """The cache the (prompt, condition) `rows` decode from, and the attention they decode with: the prompts'
+    one copy read by all their rows (shared-prefix attention, where the family and every cache layer allow
+    it and some prompt has several rows), else a copy per row, written in place where the layer allows."""
+    index = torch.tensor([p for p, _ in rows])
+    room = max_length - batch.context.shape[1]
+    shares = len(rows) > len({p for p, _ in rows})
+    if prefix_once and shares and shared_prefix.applies(batch.cache, arch.shared_prefix_attention):
+        return (shared_prefix.row_cache(batch.cache, index, batch.kwargs.get("attention_mask"), room),
+                shared_prefix.in_use(model))
+    cache = copy.deepcopy(batch.cache)
+    cache.batch_select_indices(index.to(batch.context.device))
+    preallocate(cache, room)
+    return cache, nullcontext()
+
+
+def decode_rows(model: nn.Module, arch: Architecture, batch: Prefill, conditions: list[Condition],
+                rows: list[tuple[int, int]], cache, max_length: int, ends: Callable[[tuple, list[int]], bool],
+                generated: dict[tuple[int, int], list[int]], on_step=None) -> None:
+    """Decode `rows` greedily from the prefill until each ends (`ends(row, tokens)`, or the maximum length),
+    each with its condition's mask on every step; finished rows leave the batch at once."""
+    index = torch.tensor([p for p, _ in rows])
+    kwargs = {**_select(batch.kwargs, index), "cache": cache}
+    ids = batch.context[index.to(batch.context.device)]
+    keep = keep_masks(conditions, [c for _, c in rows], batch.last_state.shape[-1])
+    live = list(rows)
+    with row_hooks(arch, model, keep):
+        logits = arch.logits(model, batch.last_state[index.to(batch.last_state.device)])
+        kwargs = compat.after_step(model, {"cache": cache}, kwargs)
+        while True:
+            next_logits = logits[:, -1].to(copy=True, dtype=torch.float32)
+            if on_step:
+                on_step(live, next_logits)
+            tokens = torch.argmax(next_logits, dim=-1)
+            ids = torch.cat([ids, tokens[:, None].to(ids.device)], dim=-1)
+            done = []
+            for row, token in zip(live, tokens.tolist()):
+                generated.setdefault(row, []).append(token)
+                done.append(ids.shape[1] >= max_length or ends(row, generated[row]))
+            if all(done):
+                return
+            if any(done):
+                stay = torch.tensor([r for r, d in enumerate(done) if not d])
+                live = [live[r] for r in stay.tolist()]
+                ids = ids[stay.to(ids.device)]
+                kwargs = _select(kwargs, stay)
+                kwargs["cache"].batch_select_indices(stay.to(ids.device))
+                for at, mask in keep.items():
+                    keep[at] = None if mask is None else mask[stay]
+            outputs = model(**compat.step_inputs(model, ids, first=False, **kwargs), return_dict=True)
+            kwargs = compat.after_step(model, outputs, kwargs)
+            logits = outputs.logits
+
+
+def continuations(batch: Prefill, n_conditions: int, generated: dict[tuple[int, int], list[int]],
+                  pad_id: int) -> list[torch.Tensor]:
+    """One [b, L + n] tensor per condition, as `generate` returns it: the prompt, the row's tokens, then padding."""
+    b, length = batch.context.shape
     width = length + max(len(seq) for seq in generated.values())
     results = []
-    for c in range(len(conditions)):
+    for c in range(n_conditions):
         out = torch.full((b, width), pad_id, dtype=batch.context.dtype, device=batch.context.device)
         out[:, :length] = batch.context
         for p in range(b):

@@ -17,15 +17,13 @@ the layer itself), on full-attention layers only (no sliding window, softcapping
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm import compat
 
 NAME = "llmtrunc_shared_prefix"
 
@@ -116,13 +114,6 @@ def row_cache(cache, rows: torch.Tensor, prompt_mask: torch.Tensor | None, room:
     return out
 
 
-@contextmanager
-def in_use(model: nn.Module) -> Iterator[None]:
+def in_use(model: nn.Module):
     """The model's attention modules call `attention` (and build no mask: it reads the prompt mask itself)."""
-    config = model.config
-    before = config._attn_implementation
-    config._attn_implementation = NAME
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
+    return compat.attention_implementation(model, NAME)

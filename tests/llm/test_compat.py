@@ -166,3 +166,52 @@ def test_vllm_version_names_the_cpu_build(monkeypatch):
     assert compat.cpu_build() and compat.vllm_version() == "0.32.0+cpu"
     versions["vllm"] = "0.11.0"
     assert not compat.cpu_build() and compat.vllm_version() == "0.11.0"
+
+
+def test_the_generate_loop_helpers_shared_decoding_repeats_are_still_there():
+    """llmtrunc.llm.generation repeats generate's steps with these transformers-private helpers."""
+    from transformers import GenerationMixin
+
+    assert "next_sequence_length" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    assert "is_first_iteration" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    for name in ("_prepare_position_ids_for_generation", "_supports_logits_to_keep",
+                 "_update_model_kwargs_for_generation"):
+        assert callable(getattr(GenerationMixin, name)), name
+    assert "cache" in inspect.signature(transformers.LlamaForCausalLM.forward).parameters  # the kept prefill's kwarg
+
+
+def test_the_generate_loop_helpers_reproduce_generate_on_a_tiny_model():
+    import torch
+
+    from tests.helpers.models import tiny_model
+
+    model = tiny_model("llama")
+    ids = torch.tensor([[5, 17, 3, 88, 41]])
+    kwargs = {"attention_mask": torch.ones_like(ids), "use_cache": True,
+              "cache": transformers.DynamicCache(config=model.config)}
+    kwargs["position_ids"] = compat.generation_position_ids(model, ids, kwargs)
+    kwargs["attention_mask"] = None
+    if compat.keeps_last_logits(model):
+        kwargs["logits_to_keep"] = 1
+    with torch.no_grad():
+        for step in range(4):
+            outputs = model(**compat.step_inputs(model, ids, first=step == 0, **kwargs), return_dict=True)
+            kwargs = compat.after_step(model, outputs, kwargs)
+            ids = torch.cat([ids, outputs.logits[:, -1].argmax(-1, keepdim=True)], dim=-1)
+        expected = model.generate(ids[:, :5], max_new_tokens=4, do_sample=False, eos_token_id=None, pad_token_id=0)
+    assert torch.equal(ids, expected)
+
+
+def test_attention_implementation_is_switched_and_restored():
+    from tests.helpers.models import tiny_model
+
+    model = tiny_model("llama")
+    before = model.config._attn_implementation
+    with compat.attention_implementation(model, "eager"):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == before
+
+
+def test_the_hflm_methods_shared_body_overrides_keep_their_parameters():
+    for name, parameters in compat.HFLM_OVERRIDES.items():
+        assert tuple(inspect.signature(getattr(HFLM, name)).parameters)[:len(parameters)] == parameters, name
