@@ -8,7 +8,7 @@ from llmtrunc.llm.hf_trunc import HFTruncLM
 from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.llm.shared_body import SharedBodyLM
 
-MEMBERS = ("shared", "record_extra", "hidden_size", "mask_for", "set_drop", "profile", "share", "clear_cache")
+MEMBERS = ("shared", "compute", "record_extra", "hidden_size", "mask_for", "set_drop", "profile", "share", "clear_cache")
 
 
 def test_the_members_are_the_protocols():
