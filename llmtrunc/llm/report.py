@@ -1,5 +1,9 @@
-"""LLM-track report that leads with the answer: a summary per model, a retention heatmap, retention-vs-K
-curves with the chance line, the paper comparison as a figure, then the full table and the provenance.
+"""LLM-track report that leads with the answer: per model three sentences computed from the records (what
+survives half the dimensions removed, what collapses, what the outlier dimensions do, each with its
+interval), then the figures (retention heatmap, retention-vs-K curves with the chance line, the paper
+comparison, the attribution selection), then the tables (a compact summary, the paper side by side, the
+outlier experiment, attribution, every condition) and the provenance with each command's wall time.
+Tasks whose baseline is not clearly above chance stay in the tables, marked, and out of the figures.
 
 Written as Markdown and one self-contained HTML page (figures as PNG data URIs, the full table sortable
 by a few lines of inline script: no network). Rebuilt byte-identical from the same records: rows are
@@ -21,6 +25,7 @@ from llmtrunc.files import atomic_write
 from llmtrunc.plots import pyplot, save
 from llmtrunc.outliers import outlier_table
 from llmtrunc.retention import retention
+from llmtrunc.store import recorded_commands
 from llmtrunc.tables import condition_table, interval, mean_std
 
 # The paper's Table 3: full / first half removed / last half removed.
@@ -32,8 +37,12 @@ PAPER_TABLE3 = pd.DataFrame(
     columns=["model", "task", "metric", "full", "first half removed", "last half removed"])
 # Our drop families that are the paper's Table 3 conditions (post-norm).
 PAPER_CONDITIONS = {"first:50%": "first half removed", "last:50%": "last half removed"}
+FIGURE_KINDS = ("heatmap", "curves", "paper", "attribution")  # the report's figure files: KIND_model.png
 KIND_ORDER = ["first", "last", "random", "top", "bottom", "outliers", "indices"]
-HEADLINE = ["first:50%", "last:50%", "random:50%"]  # the conditions the summary leads with
+HEADLINE = ["first:50%", "last:50%", "random:50%"]  # the conditions the answer leads with
+HALF_NAMES = {"first:50%": "first half", "last:50%": "last half", "random:50%": "random half"}
+SUMMARY_CONDITIONS = {"first:50%": "first half", "last:50%": "last half", "random:50%": "random half",
+                      "outliers": "outliers", "random:outliers": "as many random"}
 
 
 def ordered(table: pd.DataFrame) -> pd.DataFrame:
@@ -68,32 +77,115 @@ def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary(table: pd.DataFrame) -> list[str]:
-    """One line per task: baseline, the headline conditions with their intervals, floors, what is indistinguishable."""
-    lines = []
-    for (task, limit), part in table.groupby(["task", "limit"], sort=False, dropna=False):
+@dataclass(frozen=True)
+class Baselines:
+    """Per (task, metric, limit) of the untouched model: how many items it was scored on, and whether its score is
+    clearly above its floor (score minus 1.96 standard errors above chance; the standard error is lm-eval's, else
+    the per-item values'). A task at chance has retention that is a ratio of noise: figures leave it out."""
+
+    n_items: dict[tuple, int]
+    chance: set[tuple]
+
+    @classmethod
+    def of(cls, records: pd.DataFrame) -> Baselines:
+        base = records[(records["drop_kind"] == "none") & records["main"].astype(bool)
+                       & (records["subtask"].fillna(records["task"]) == records["task"])]
+        n_items, chance = {}, set()
+        for _, r in base.iterrows():
+            key = cls.key(r["task"], r["metric"], r["limit"])
+            values = r.get("items")
+            values = np.asarray(values, dtype=float) if isinstance(values, list) and values else None
+            n = len(values) if values is not None else r.get("n_samples")
+            if n is not None and pd.notna(n):
+                n_items[key] = int(n)
+            err = r.get("stderr")
+            if (err is None or pd.isna(err)) and values is not None and len(values) > 1:
+                err = float(values.std(ddof=1) / np.sqrt(len(values)))
+            floor = r.get("floor")
+            if floor is not None and pd.notna(floor) and r["value"] - 1.96 * (0.0 if err is None or pd.isna(err)
+                                                                              else err) <= floor:
+                chance.add(key)
+        return cls(n_items, chance)
+
+    @staticmethod
+    def key(task, metric, limit) -> tuple:
+        return (task, metric, None if limit is None or pd.isna(limit) else float(limit))
+
+    def at_chance(self, table: pd.DataFrame) -> pd.Series:
+        return pd.Series([self.key(*k) in self.chance for k in zip(table["task"], table["metric"], table["limit"])],
+                         index=table.index, dtype=bool)
+
+    def items(self, row) -> str:
+        n = self.n_items.get(self.key(row["task"], row["metric"], row["limit"]))
+        return str(n) if n is not None else "-" if pd.isna(row["limit"]) else f"{row['limit']:g}"
+
+
+def retention_cell(row) -> str:
+    if row is None or pd.isna(row["retention"]):
+        return "-"
+    ci = interval(row)
+    return f"{row['retention']:.3f}" + ("" if ci == "-" else f" {ci}")
+
+
+def summary_table(table: pd.DataFrame, baselines: Baselines) -> pd.DataFrame:
+    """The compact summary: per task, metric and position, retention (95% interval) of the headline conditions;
+    tasks at chance marked."""
+    rows = []
+    for (task, metric, limit, at), part in table.groupby(["task", "metric", "limit", "at"], sort=False, dropna=False):
         first = part.iloc[0]
-        n = f", {int(limit)} items" if pd.notna(limit) and float(limit) >= 1 else ""
-        floor = f", floor {first['floor']:.3g}" if pd.notna(first["floor"]) else ""
-        said = []
-        for drop in HEADLINE:
-            row = part[(part["drop_family"] == drop) & (part["at"] == "post-norm")]
-            if not row.empty:
-                r = row.iloc[0]
-                seeds = f" over {r['seeds']} seeds" if r["seeds"] > 1 else ""
-                ci = f" {interval(r)}" if interval(r) != "-" else ""
-                said.append(f"{drop} keeps {r['retention']:.2f}{ci}{seeds}" if pd.notna(r["retention"])
-                            else f"{drop}: retention undefined (baseline 0)")
-        at_floor = [label(r) for _, r in part.iterrows() if r["at_floor"]]
-        same = [label(r) for _, r in part.iterrows() if r.get("indistinguishable") is True]
-        text = f"**{task}** ({first['metric']}{n}; baseline {first['baseline']:.3g}{floor}): " + ("; ".join(said) or
-                                                                                                "no half-removal conditions")
-        if at_floor:
-            text += f". At the floor: {', '.join(at_floor)}"
-        if same:
-            text += f". Indistinguishable from the baseline: {', '.join(same)}"
-        lines.append(f"- {text}.")
-    return lines
+        of = {r["drop_family"]: r for _, r in part.iterrows()}
+        rows.append({"task": task, "metric": metric, "items": baselines.items(first), "at": at,
+                     "baseline": f"{first['baseline']:.4g}",
+                     "floor": "-" if pd.isna(first["floor"]) else f"{first['floor']:.3g}",
+                     **{name: retention_cell(of.get(drop)) for drop, name in SUMMARY_CONDITIONS.items()},
+                     "note": "at chance: not in the figures" if baselines.key(task, metric, limit) in baselines.chance
+                     else ""})
+    frame = pd.DataFrame(rows)
+    return frame if frame.empty else frame.sort_values(["note", "task", "at"], kind="stable").reset_index(drop=True)
+
+
+def answer(table: pd.DataFrame, outliers: pd.DataFrame, baselines: Baselines, model: str) -> list[str]:
+    """Three sentences a reader can check against the figures and tables: what survives half the dimensions
+    removed, what collapses, and what the outlier dimensions do; each number with its 95% interval."""
+    halves = table[(table["at"] == "post-norm") & table["drop_family"].isin(HEADLINE) & ~baselines.at_chance(table)]
+    said = []
+    groups = [part.set_index("drop_family") for _, part in
+              halves.groupby(["task", "metric", "limit"], sort=True, dropna=False) if part["retention"].notna().any()]
+
+    def sentence(part: pd.DataFrame, verb: str) -> str:
+        first = part.iloc[0]
+        kept = [f"{retention_cell(part.loc[d])} ({HALF_NAMES[d]}" + (f", {part.loc[d, 'seeds']} seeds)"
+                                                                      if part.loc[d, "seeds"] > 1 else ")")
+                for d in HEADLINE if d in part.index]
+        return (f"With half of its final hidden state zeroed, {model} {verb} {', '.join(kept)} of its {first['task']} "
+                f"{first['metric']} (baseline {first['baseline']:.4g}, {baselines.items(first)} items).")
+
+    if groups:
+        mean = [part["retention"].mean() for part in groups]
+        best, worst = int(np.argmax(mean)), int(np.argmin(mean))
+        said.append(sentence(groups[best], "keeps"))
+        if worst != best:
+            said.append(sentence(groups[worst], "keeps only"))
+    found = outliers[outliers["at"] == "post-norm"] if not outliers.empty else outliers
+    found = found[~baselines.at_chance(found) & found["random_retention"].notna()] if not found.empty else found
+    if not found.empty:
+        # the best-powered test: a paired test first, then the most items, then the largest cost
+        found = found.assign(tested=found["outliers_p"].notna(), n=[
+            baselines.n_items.get(baselines.key(*k), 0) for k in zip(found["task"], found["metric"], found["limit"])])
+        r = found.sort_values(["tested", "n", "outliers_retention"], ascending=[False, False, True]).iloc[0]
+        spread = 2 * (r["random_retention_std"] if pd.notna(r["random_retention_std"]) else 0)
+        low, high = (r["outliers_low"], r["outliers_high"]) if pd.notna(r["outliers_low"]) else \
+            (r["outliers_retention"], r["outliers_retention"])
+        verdict = ("they matter more than random dimensions" if high < r["random_retention"] - spread
+                   else "they matter less than random dimensions" if low > r["random_retention"] + spread
+                   else "no different from random dimensions")
+        ci = f" [{low:.3f}, {high:.3f}]" if pd.notna(r["outliers_low"]) else ""
+        test = f", {r['outliers_test']} p = {r['outliers_p']:.2g} against the baseline" if r["tested"] else ""
+        said.append(f"Removing its {int(r['n_outliers'])} outlier dimensions ({r['outlier_dims']}) keeps "
+                    f"{r['outliers_retention']:.3f}{ci} of {r['task']} {r['metric']} ({r['n']} items{test}); as many "
+                    f"random dimensions keep {r['random_retention']:.3f} ± {r['random_retention_std']:.3f} over "
+                    f"{r['random_seeds']:g} seeds: {verdict}.")
+    return said
 
 
 def heatmap(table: pd.DataFrame, model: str) -> bytes:
@@ -182,13 +274,16 @@ def paper_figure(table: pd.DataFrame, model: str) -> bytes | None:
     return save(fig, dpi=90)
 
 
-def outlier_view(records: pd.DataFrame) -> pd.DataFrame:
-    """The outlier experiment (llmtrunc.outliers): the outlier dimensions removed vs as many random ones."""
-    table = outlier_table(records)
+def outlier_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The outlier experiment (llmtrunc.outliers.outlier_table): the outlier dimensions removed vs as many random
+    ones, with the removal's bootstrap interval and paired test against the baseline."""
     return pd.DataFrame({
         "task": table["task"], "metric": table["metric"], "at": table["at"], "outliers": table["n_outliers"],
         "dims": table["outlier_dims"], "baseline": table["baseline"].map(lambda v: f"{v:.4f}"),
         "outliers removed: retention": table["outliers_retention"].map(lambda v: f"{v:.3f}"),
+        "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-" for lo, hi in
+                   zip(table["outliers_low"], table["outliers_high"])],
+        "p": [f"{p:.3g} ({t})" if pd.notna(p) else "-" for p, t in zip(table["outliers_p"], table["outliers_test"])],
         "as many random: retention": [mean_std(m, s) for m, s in zip(table["random_retention"],
                                                                       table["random_retention_std"])],
         "random seeds": table["random_seeds"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
@@ -247,6 +342,7 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
         "floor": table["floor"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.4f}"),
         "retention above floor": table["retention_above_floor"].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}"),
         "at floor": table["at_floor"].map({True: "yes", False: ""}),
+        "baseline at chance": table["chance"].map({True: "yes", False: ""}),
         "limit": table["limit"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
     }).fillna("")
 
@@ -273,7 +369,8 @@ if (wanted && first) {
 </script>"""
 STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}table{border-collapse:collapse;"
          "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#f3f3f3;cursor:pointer}"
-         "img{max-width:100%}")
+         "img{max-width:100%}.answer{font-size:17px;line-height:1.5;background:#f6f8fa;padding:.6em 1em;"
+         "border-left:4px solid #2a7ae2}")
 
 
 def _html_table(frame: pd.DataFrame, sortable: bool = False) -> str:
@@ -293,6 +390,10 @@ INTRO = ("Retention = truncated / baseline (perplexity: baseline / truncated), w
 OUTLIER_NOTE = ("Outlier dimensions of the final hidden state (the ±3σ rule on the calibration text's mean "
                 "activations, llmtrunc/profile.py) removed, against as many random dimensions (random:outliers, "
                 "mean ± std over the seeds). If the outliers carried the model, removing them would cost more.")
+SUMMARY_NOTE = ("Retention of the headline conditions (95% interval; random: mean over the seeds, interval over "
+                "the seeds). A task whose untouched score is not clearly above its floor (chance, or SQuAD v2's "
+                "unanswerable share: baseline - 1.96 standard errors at or below it) is marked and left out of "
+                "the figures: its retention is a ratio of noise.")
 ATTRIBUTION_NOTE = ("`llmtrunc attribute`: the change in accuracy when each single dimension is removed at post-norm "
                     "(degrading: removing it raises accuracy), then the K% most degrading, most improving and random "
                     "dimensions removed together. Selected on the evaluated items themselves, as the paper does: "
@@ -311,13 +412,14 @@ class ModelReport:
     """Everything the report shows for one model, computed once; `markdown` and `html_page` only lay it out."""
 
     model: str
-    summary: list[str]
+    answer: list[str]  # three sentences: what survives, what collapses, what the outliers do
+    summary: pd.DataFrame  # the headline conditions per task and position
     figures: list[Figure]
     beside: pd.DataFrame  # side by side with the paper's Table 3 (empty: none of its conditions)
     outliers: pd.DataFrame  # the outlier experiment (empty: not run)
     attribution: tuple[pd.DataFrame, pd.DataFrame, Figure] | None  # counts, selection view, figure
     conditions: pd.DataFrame  # all conditions
-    commands: list[str]
+    commands: list[str]  # each with the wall time its records span
     versions: list[str]
     hashes: list[str]
 
@@ -327,13 +429,14 @@ class ModelReport:
 
 def model_report(part: pd.DataFrame, attribution: pd.DataFrame, model: str) -> ModelReport:
     """One model's summary, figures and tables from its LLM records and its attribution records."""
-    from llmtrunc.store import recorded_commands
-
     table = ordered(condition_table(part))
+    baselines = Baselines.of(part)
+    shown = table[~baselines.at_chance(table)]  # figures: tasks clearly above their floor only
     figures = [Figure(f"{name}_{model}.png", title, png) for name, title, png in (
-        ("heatmap", "Retention by task and condition", heatmap(table, model)),
-        ("curves", "Retention vs dimensions removed", curves(table, model)),
-        ("paper", "The paper's Table 3, as retention", paper_figure(table, model))) if png is not None]
+        ("heatmap", "Retention by task and condition", heatmap(shown, model) if not shown.empty else None),
+        ("curves", "Retention vs dimensions removed", curves(shown, model) if not shown.empty else None),
+        ("paper", "The paper's Table 3, as retention", paper_figure(shown, model) if not shown.empty else None))
+        if png is not None]
     own = None
     if not attribution.empty:
         counts, selection = attribution_frames(attribution)
@@ -342,30 +445,46 @@ def model_report(part: pd.DataFrame, attribution: pd.DataFrame, model: str) -> M
         own = (counts, view, Figure(f"attribution_{model}.png", "Attribution selection",
                                     attribution_figure(selection, model)))
     behind = pd.concat([part, attribution])
-    return ModelReport(model, summary(table), figures, paper_side_by_side(table), outlier_view(part), own,
-                       full_table(table), recorded_commands(behind),
+    experiment = outlier_table(part)
+    return ModelReport(model, answer(table, experiment, baselines, model), summary_table(table, baselines), figures,
+                       paper_side_by_side(table), outlier_view(experiment), own,
+                       full_table(table.assign(chance=baselines.at_chance(table))), timed_commands(behind),
                        sorted({json.dumps(v, sort_keys=True) for v in behind["versions"]}),
                        sorted(set(behind["git_hash"])))
 
 
+def timed_commands(records: pd.DataFrame) -> list[str]:
+    """Each command line behind the records, with the wall time its cells span (the first cell's start to the
+    last cell's end; the model load before the first cell is not in it)."""
+    out = []
+    for command in recorded_commands(records):
+        part = records[records["command"] == command]
+        end = pd.to_datetime(part["time"])
+        start = end - pd.to_timedelta(part["seconds"].astype(float), unit="s")
+        out.append(f"{command}    # {(end.max() - start.min()).total_seconds() / 60:.1f} min")
+    return out
+
+
 def markdown(reports: list[ModelReport]) -> str:
-    """report.md: the figures as links to the PNGs beside it."""
-    md = ["# llmtrunc report: LLM track", "", INTRO, ""]
+    """report.md: per model the answer, the figures (links to the PNGs beside it), then the tables."""
+    md = ["# llmtrunc report: LLM track", ""]
     for r in reports:
-        md += [f"## {r.model}", "", "### Summary", "", *r.summary, ""]
-        for figure in r.figures:
+        md += [f"## {r.model}", "", " ".join(r.answer) or "No condition scored above chance.", ""]
+        for figure in r.all_figures():
             md += [f"### {figure.title}", "", f"![{figure.title}]({figure.name})", ""]
+        md += ["### Summary", "", SUMMARY_NOTE, "", r.summary.to_markdown(index=False), "", INTRO, ""]
         if not r.beside.empty:
             md += ["### Side by side with the paper's Table 3", "", "Score (retention in parentheses):", "",
                    r.beside.to_markdown(index=False), ""]
         if not r.outliers.empty:
             md += ["### The outlier experiment", "", OUTLIER_NOTE, "", r.outliers.to_markdown(index=False), ""]
         if r.attribution is not None:
-            counts, view, figure = r.attribution
+            counts, view, _ = r.attribution
             md += ["### Per-dimension attribution", "", ATTRIBUTION_NOTE, "", counts.to_markdown(index=False), "",
-                   view.to_markdown(index=False), "", f"![{figure.title}]({figure.name})", ""]
+                   view.to_markdown(index=False), ""]
         md += ["### All conditions", "", r.conditions.to_markdown(index=False), ""]
-        md += ["### Provenance", "", "Commands behind these numbers:", "", *[f"    {c}" for c in r.commands], "",
+        md += ["### Provenance", "", "Commands behind these numbers (with the wall time their cells span):", "",
+               *[f"    {c}" for c in r.commands], "",
                f"Versions: {'; '.join(r.versions)}  ", f"llmtrunc git: {', '.join(r.hashes)}", ""]
     md += ["## The paper's Table 3 (reference)", "", PAPER_TABLE3.to_markdown(index=False), ""]
     return "\n".join(md)
@@ -378,22 +497,24 @@ def _html_image(figure: Figure) -> str:
 def html_page(reports: list[ModelReport]) -> str:
     """report.html: one self-contained page, the figures inline, the full tables sortable."""
     page = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>llmtrunc report</title><style>{STYLE}</style>"
-            "</head><body><h1>llmtrunc report: LLM track</h1>", f"<p>{html.escape(INTRO)}</p>"]
+            "</head><body><h1>llmtrunc report: LLM track</h1>"]
     for r in reports:
-        page += [f"<h2>{html.escape(r.model)}</h2><h3>Summary</h3><ul>",
-                 *[f"<li>{html.escape(line[2:]).replace('**', '')}</li>" for line in r.summary], "</ul>"]
-        for figure in r.figures:
+        page += [f"<h2>{html.escape(r.model)}</h2>",
+                 f"<p class='answer'>{html.escape(' '.join(r.answer) or 'No condition scored above chance.')}</p>"]
+        for figure in r.all_figures():
             page += [f"<h3>{html.escape(figure.title)}</h3>", _html_image(figure)]
+        page += ["<h3>Summary</h3>", f"<p>{html.escape(SUMMARY_NOTE)}</p>", _html_table(r.summary),
+                 f"<p>{html.escape(INTRO)}</p>"]
         if not r.beside.empty:
             page += ["<h3>Side by side with the paper's Table 3</h3>", _html_table(r.beside)]
         if not r.outliers.empty:
             page += ["<h3>The outlier experiment</h3>", f"<p>{html.escape(OUTLIER_NOTE)}</p>", _html_table(r.outliers)]
         if r.attribution is not None:
-            counts, view, figure = r.attribution
+            counts, view, _ = r.attribution
             page += ["<h3>Per-dimension attribution</h3>", f"<p>{html.escape(ATTRIBUTION_NOTE)}</p>",
-                     _html_table(counts), _html_table(view), _html_image(figure)]
+                     _html_table(counts), _html_table(view)]
         page += ["<h3>All conditions</h3><p>Click a column to sort.</p>", _html_table(r.conditions, sortable=True)]
-        page += ["<h3>Provenance</h3><p>Commands behind these numbers:</p><pre>"
+        page += ["<h3>Provenance</h3><p>Commands behind these numbers (with the wall time their cells span):</p><pre>"
                  + html.escape("\n".join(r.commands)) + "</pre>",
                  f"<p>Versions: {html.escape('; '.join(r.versions))}<br/>llmtrunc git: {', '.join(r.hashes)}</p>"]
     page += ["<h2>The paper's Table 3 (reference)</h2>", _html_table(PAPER_TABLE3), SORTABLE, "</body></html>"]
@@ -410,6 +531,9 @@ def build_report(records: pd.DataFrame, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = [figure for r in reports for figure in r.all_figures()]
+    for stale in out.glob("*.png"):  # an earlier build's figure this one no longer draws
+        if stale.name.split("_")[0] in FIGURE_KINDS and stale.name not in {figure.name for figure in figures}:
+            stale.unlink()
     for figure in figures:
         atomic_write(out / figure.name, figure.png)
     atomic_write(out / "report.md", markdown(reports))

@@ -110,3 +110,42 @@ def test_report_page_in_a_real_browser(store, tmp_path, capsys):
     assert browser.dom(page, tmp_path).count("<img") >= 2  # the heatmap and the curves are in the page
     shot = browser.screenshot(page, tmp_path, tmp_path / "page.png")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_the_report_leads_with_the_answer_and_keeps_chance_tasks_out_of_the_figures(store, tmp_path, monkeypatch):
+    from llmtrunc.llm import report
+
+    rows = [record("boolq", "none", 0.45), record("boolq", "last:50%", 0.50)]  # below boolq's floor, 0.5
+    # arc_challenge: 0.32 over 50 items, no stderr from lm-eval: the items' own standard error (0.067) puts
+    # it within 1.96 of chance (0.25); over 2000 items the same score is clearly above it
+    for n in (50, 2000):
+        base = record("arc_challenge", "none", 0.32, limit=n)
+        base.extra["items"] = [1] * round(0.32 * n) + [0] * (n - round(0.32 * n))
+        rows += [base, record("arc_challenge", "last:50%", 0.30, limit=n)]
+    for row in rows:
+        store.write_run(row.run_id, [row])
+    baselines = report.Baselines.of(store.records())
+    assert baselines.chance == {("boolq", "acc", 100.0), ("arc_challenge", "acc", 50.0)}
+    assert baselines.n_items[("arc_challenge", "acc", 2000.0)] == 2000
+    drawn = []
+    heatmap = report.heatmap
+    monkeypatch.setattr(report, "heatmap", lambda table, model: drawn.append(set(table["task"])) or heatmap(table, model))
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "heatmap_gone.png").write_bytes(b"an earlier build's figure, of a model no longer here")
+    (out / "notes.png").write_bytes(b"not the report's")
+    assert main(["report", "--results-dir", str(store.root), "--out", str(out)]) == 0
+    assert drawn == [{"arc_easy", "arc_challenge", "mmlu", "wikitext"}]  # boolq: in the tables only
+    assert not (out / "heatmap_gone.png").exists() and (out / "notes.png").exists()
+    text = (out / "report.md").read_text()
+    lead = text.split("## m\n\n", 1)[1].split("\n")[0]
+    # the best-kept task first (arc_challenge over 2000 items: 0.30 / 0.32), then the worst (arc_easy at limit 20)
+    assert lead.startswith("With half of its final hidden state zeroed, m keeps 0.938 (last half) of its "
+                           "arc_challenge acc (baseline 0.32, 2000 items).")
+    assert "keeps only 0.500 (last half) of its arc_easy acc (baseline 0.7, 20 items)" in lead
+    assert "boolq" not in lead
+    assert text.index(lead) < text.index("### Retention by task and condition") < text.index("### Summary")
+    summary = text.split("### Summary", 1)[1].split("### ", 1)[0]
+    boolq = next(line for line in summary.splitlines() if line.startswith("| boolq"))
+    assert "at chance: not in the figures" in boolq and "0.45" in boolq
+    assert "| baseline at chance" in text.split("### All conditions", 1)[1].split("\n")[2]
