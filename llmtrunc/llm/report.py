@@ -222,7 +222,8 @@ def curves(table: pd.DataFrame, model: str) -> bytes | None:
     kind = table["drop_family"].str.split(":").str[0]
     share = pd.to_numeric(table["drop_family"].str.extract(r":([\d.]+)%")[0], errors="coerce")
     data = table.assign(kind=kind, share=share)[kind.isin(["first", "last", "random", "top", "bottom"]) & share.notna()]
-    tasks = [t for t, part in data.groupby(["task", "limit"], sort=False) if part["share"].nunique() >= 2]
+    tasks = [part for _, part in data.groupby(["task", "limit"], sort=False, dropna=False)  # NaN limit: full set
+             if part["share"].nunique() >= 2]
     if not tasks:
         return None
     ncols = min(3, len(tasks))
@@ -230,8 +231,7 @@ def curves(table: pd.DataFrame, model: str) -> bytes | None:
                              squeeze=False)
     for ax in axes.flat[len(tasks):]:
         ax.set_visible(False)
-    for ax, (task, limit) in zip(axes.flat, tasks):
-        part = data[(data["task"] == task) & (data["limit"].astype(str) == str(limit))]
+    for ax, part in zip(axes.flat, tasks):
         for (k, at), rows in part.groupby(["kind", "at"], sort=True):
             rows = rows.sort_values("share")
             ax.errorbar(rows["share"], rows["retention"], yerr=rows["retention_std"].fillna(0), marker="o", ms=3,
@@ -240,7 +240,7 @@ def curves(table: pd.DataFrame, model: str) -> bytes | None:
         if pd.notna(first["floor"]) and first["baseline"]:
             ax.axhline(retention(first["floor"], first["baseline"]), color="grey", ls="--", lw=0.8, label="chance / floor")
         ax.axhline(1.0, color="black", lw=0.5)
-        ax.set(title=f"{task} ({first['metric']})", xlabel="dimensions removed (%)", ylabel="retention")
+        ax.set(title=f"{first['task']} ({first['metric']})", xlabel="dimensions removed (%)", ylabel="retention")
         ax.legend(fontsize=6)
     fig.suptitle(model, fontsize=10)
     return save(fig, dpi=90)

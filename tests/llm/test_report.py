@@ -149,3 +149,16 @@ def test_the_report_leads_with_the_answer_and_keeps_chance_tasks_out_of_the_figu
     boolq = next(line for line in summary.splitlines() if line.startswith("| boolq"))
     assert "at chance: not in the figures" in boolq and "0.45" in boolq
     assert "| baseline at chance" in text.split("### All conditions", 1)[1].split("\n")[2]
+
+
+def test_a_full_set_task_is_drawn_in_the_curves():
+    """A run without --limit stores limit None: its task is still a panel of the retention curves."""
+    import pandas as pd
+
+    from llmtrunc.llm import report
+
+    rows = [record("arc_easy", "none", 0.5, limit=None), record("arc_easy", "last:25%", 0.45, limit=None),
+            record("arc_easy", "last:50%", 0.35, limit=None)]
+    table = condition_table(pd.DataFrame([r.to_json() for r in rows]))
+    assert table["limit"].isna().all()
+    assert report.curves(table, "m") is not None
