@@ -21,7 +21,7 @@ from llmtrunc.llm.calibration import Calibration
 from llmtrunc.llm.compat import reuse_requests
 from llmtrunc.llm.models import ModelRef
 from llmtrunc.llm.protocol import TruncLM
-from llmtrunc.llm.tasks import TaskRef, fingerprint, metadata, standard_name, task_manager
+from llmtrunc.llm.tasks import TaskRef, fingerprint, load_tasks, metadata, standard_name, task_manager
 from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.spec import DropSpec, Mask
@@ -278,7 +278,7 @@ def built_tasks(job: LLMCell) -> list:
     simple_evaluate takes built Task/Group objects as well as names; every condition then skips the
     dataset load and, through `reuse_requests`, the request building, and keeps lm-eval's own filters,
     metrics and aggregation."""
-    loaded = task_manager(job.settings.include_paths).load([job.task.lm_eval_name])
+    loaded = load_tasks(job.task, job.settings.include_paths)
     members = {name for children in loaded["group_map"].values() for name in children}
     for task in loaded["tasks"].values():
         reuse_requests(task)

@@ -136,6 +136,20 @@ def task_manager(include_paths: tuple[str, ...] = ()) -> TaskManager:
     return TaskManager(include_path=[str(folder), *include_paths])
 
 
+def load_tasks(ref: TaskRef, include_paths: tuple[str, ...] = ()) -> dict:
+    """lm-eval's loaded task dict for one task. A dataset that cannot be read (offline with no data directory,
+    a missing file) is one line; a task with an offline variant says how to select it."""
+    try:
+        return task_manager(include_paths).load([ref.lm_eval_name])
+    except OSError as exc:  # datasets' ConnectionError and DatasetNotFoundError are OSErrors
+        hint = ""
+        if not ref.is_local and local_variant(ref.name):
+            found = find_data_dir()
+            hint = ("; for the offline copy drop --hub-tasks" if found and found.is_dir() else
+                    f"; for the offline copy pass --data-dir or set {DATA_ENV_VAR} (no ../shared/data found)")
+        raise LLMTruncError(f"{ref.name}: cannot load its dataset: {exc}{hint}") from None
+
+
 @functools.lru_cache(maxsize=None)
 def _scan_local(folder: Path) -> tuple[str, ...]:
     found = set()

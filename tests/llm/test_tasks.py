@@ -422,3 +422,22 @@ def test_task_yaml_files_and_include_paths_resolve(tmp_path):
         T.resolve_tasks(["my_arc"], DATA)
     with pytest.raises(LLMTruncError, match="not a directory"):
         T.resolve_tasks(["arc_easy"], DATA, include_paths=(str(tmp_path / "absent"),))
+
+
+def test_unreachable_hub_dataset_is_one_line_naming_the_data_dir(tm, tmp_path, monkeypatch):
+    """A clone with no data directory falls back to lm-eval's Hub task; offline that must end in one line
+    saying how to select the offline copy, not datasets' ConnectionError traceback."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "absent"))
+    ref = T.resolve_tasks(["arc_easy"])[0]
+    assert ref.lm_eval_name == "arc_easy"
+    with pytest.raises(LLMTruncError) as err:
+        T.load_tasks(ref)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("arc_easy: cannot load its dataset: ")
+    assert message.endswith(f"pass --data-dir or set {ENV_VAR} (no ../shared/data found)")
+    monkeypatch.setenv(ENV_VAR, str(DATA))  # data present, Hub chosen: the hint is to drop --hub-tasks
+    with pytest.raises(LLMTruncError, match="drop --hub-tasks$"):
+        T.load_tasks(T.resolve_tasks(["arc_easy"], use_hub=True)[0])
