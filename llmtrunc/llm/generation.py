@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from llmtrunc.llm import compat, shared_prefix
 from llmtrunc.llm.architectures import Architecture
@@ -174,15 +174,18 @@ def generated_tokens(continuation: torch.Tensor, prompt_length: int, stops: Stop
 
 
 def preallocate(cache, room: int) -> None:
-    """Give every full-attention layer of a DynamicCache room for `room` more tokens, written in place.
+    """Give every full-attention and sliding-window layer of a DynamicCache room for `room` more tokens,
+    written in place.
 
-    DynamicCache appends with torch.cat, which copies the whole cache on every step; with the prompt's
-    keys and values repeated for every (prompt, condition) row that copy dominates CPU decoding (8 rows
-    x 10 conditions of a 5-shot GSM8K prompt: about 3.7 GB per step). Attention sees the same values
-    in the same shapes (views of the first n positions), so the logits are those of DynamicCache."""
+    DynamicCache appends with torch.cat, which copies the whole cache on every step (a sliding layer its
+    whole window); with the prompt's keys and values repeated for every (prompt, condition) row that copy
+    dominates CPU decoding (8 rows x 10 conditions of a 5-shot GSM8K prompt: about 3.7 GB per step).
+    Attention sees the same values in the same shapes (views of the kept positions), so the logits are
+    those of DynamicCache."""
     for i, layer in enumerate(cache.layers):
-        if type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel():
-            cache.layers[i] = PreallocatedLayer(layer, room)
+        kind = PREALLOCATED.get(type(layer))
+        if kind and layer.is_initialized and layer.keys.numel() and not getattr(layer, "record_past", False):
+            cache.layers[i] = kind(layer, room)
 
 
 def _room(tensor: torch.Tensor, room: int) -> torch.Tensor:
@@ -192,32 +195,43 @@ def _room(tensor: torch.Tensor, room: int) -> torch.Tensor:
 
 
 class PreallocatedLayer(DynamicLayer):
-    """A DynamicLayer whose keys and values are the first `n` positions of larger buffers (`preallocate`)."""
+    """A DynamicLayer whose keys and values are positions [start, n) of larger buffers (`preallocate`):
+    every position of a full-attention layer, the last `sliding_window - 1` of a sliding one."""
 
-    def __init__(self, layer, room: int):
-        super().__init__()
+    def __init__(self, layer, room: int):  # takes over `layer`'s state, so no base __init__
         self.__dict__.update(layer.__dict__)
-        self.n = layer.keys.shape[-2]
+        self.start, self.n = 0, layer.keys.shape[-2]
         self._keys, self._values = _room(layer.keys, room), _room(layer.values, room)
         self._views()
 
     def _views(self) -> None:
-        self.keys, self.values = self._keys[..., : self.n, :], self._values[..., : self.n, :]
+        self.keys, self.values = self._keys[..., self.start: self.n, :], self._values[..., self.start: self.n, :]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        end = self.n + key_states.shape[-2]
-        if end > self._keys.shape[-2]:  # out of room: grow by doubling
-            self._keys, self._values = _room(self.keys, self.n + 1), _room(self.values, self.n + 1)
-            return self.update(key_states, value_states)
-        self._keys[..., self.n: end, :] = key_states
-        self._values[..., self.n: end, :] = value_states
-        self.n = end
+        new = key_states.shape[-2]
+        if self.n + new > self._keys.shape[-2]:  # out of room: the kept positions move to a buffer twice their size
+            kept = self.keys.shape[-2] + new
+            self._keys, self._values, self.start, self.n = _room(self.keys, kept), _room(self.values, kept), 0, kept - new
+        self._keys[..., self.n: self.n + new, :] = key_states
+        self._values[..., self.n: self.n + new, :] = value_states
+        self.n += new
+        attended = self._keys[..., self.start: self.n, :], self._values[..., self.start: self.n, :]
+        if self.is_sliding:  # as DynamicSlidingWindowLayer: attend over the window and the new tokens, keep window - 1
+            self.cumulative_length += new
+            self.start = max(self.start, self.n - self.sliding_window + 1)
         self._views()
-        return self.keys, self.values
+        return attended
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self._keys, self._values = self._keys[indices, ...], self._values[indices, ...]
         self._views()
+
+
+class PreallocatedSlidingLayer(PreallocatedLayer, DynamicSlidingWindowLayer):
+    """A sliding-window layer written in place: its mask sizes and length are DynamicSlidingWindowLayer's."""
+
+
+PREALLOCATED = {DynamicLayer: PreallocatedLayer, DynamicSlidingWindowLayer: PreallocatedSlidingLayer}
 
 
 def _select(kwargs: dict, index: torch.Tensor) -> dict:
@@ -283,7 +297,7 @@ def decode_rows(model: nn.Module, arch: Architecture, batch: Prefill, conditions
         logits = arch.logits(model, batch.last_state[index.to(batch.last_state.device)])
         kwargs = compat.after_step(model, {"cache": cache}, kwargs)
         while True:
-            next_logits = logits[:, -1].to(copy=True, dtype=torch.float32)
+            next_logits = logits[:, -1].float()  # a view when float32 already: the argmax needs no copy
             if on_step:
                 on_step(live, next_logits)
             tokens = torch.argmax(next_logits, dim=-1)

@@ -7,7 +7,7 @@ import torch
 from lm_eval.api.instance import Instance
 
 from llmtrunc.llm import architectures, hooks, shared_prefix
-from llmtrunc.llm.generation import Condition, decode, not_greedy, prefill
+from llmtrunc.llm.generation import Condition, decode, not_greedy, preallocate, prefill
 from llmtrunc.spec import Mask
 from tests.helpers.checkpoint import tiny_tokenizer
 from tests.helpers.lm import run_conditions, tiny_lm
@@ -24,6 +24,37 @@ def separate(model, condition, prompt, mask, max_length):
     with torch.no_grad(), hooks.truncated(model, condition.mask, condition.at if condition.mask.dropped else "post-norm"):
         return model.generate(input_ids=prompt[None], attention_mask=mask[None], max_length=max_length, do_sample=False,
                               pad_token_id=0, eos_token_id=None)[0]
+
+
+@pytest.mark.parametrize("window", [None, 4, 16])
+def test_a_preallocated_cache_layer_is_the_dynamic_layer_written_in_place(window):
+    """Full-attention and sliding-window layers (a window shorter and longer than the prompt) give the same
+    attended states, kept states, mask sizes and length as transformers' layers step by step, also after
+    rows leave and when the room runs out (a room of 2 for 7 steps)."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    def layer():
+        return DynamicLayer() if window is None else DynamicSlidingWindowLayer(sliding_window=window)
+
+    torch.manual_seed(0)
+    prompt = torch.randn(3, 2, 9, 4), torch.randn(3, 2, 9, 4)
+    reference, cache = layer(), DynamicCache()
+    cache.layers = [layer()]
+    reference.update(*prompt)
+    cache.layers[0].update(*prompt)
+    preallocate(cache, room=2)
+    inplace = cache.layers[0]
+    assert type(inplace) is not type(reference) and isinstance(inplace, type(reference))
+    for step in range(7):
+        if step == 3:
+            for each in (reference, inplace):
+                each.batch_select_indices(torch.tensor([0, 2]))
+        new = torch.randn(reference.keys.shape[0], 2, 1, 4), torch.randn(reference.keys.shape[0], 2, 1, 4)
+        for got, want in zip(inplace.update(*new), reference.update(*new)):
+            assert torch.equal(got, want)
+        assert torch.equal(inplace.keys, reference.keys) and torch.equal(inplace.values, reference.values)
+        assert inplace.get_mask_sizes(1) == reference.get_mask_sizes(1)
+        assert inplace.get_seq_length() == reference.get_seq_length()
 
 
 def test_padded_batch_matches_generate_on_the_same_batch():
