@@ -7,7 +7,7 @@
                                           # 5 truncations, the baseline already stored (as in a resumed sweep)
 
 Both paths run in this one process on one loaded model (default SmolLM2-135M) through the real runner (scripts/benchlib.py),
-after a warm-up. Separate: each condition on its own, --batch-size prompts per generate call. Shared: all 10
+after a warm-up (`--repeats R`: both paths R times, alternating, medians printed). Separate: each condition on its own, --batch-size prompts per generate call. Shared: all 10
 conditions as one group, each prompt prefilled once and --batch-size x 10 rows (prompt x condition) decoded
 at once, so the prompts are batched as in the separate runs. Prints seconds, `ratio N` (shared / the mean
 separate condition; target <= 3.0 on CPU, <= 1.5 on a GPU), the token-count ratio that sharing the prefill
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import sys
 from datetime import date
 from pathlib import Path
@@ -46,6 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="smollm2-135m", help="alias, model directory or .gguf file")
     parser.add_argument("--gen-kwargs", default=None, help="as llmtrunc's --gen-kwargs, e.g. max_gen_toks=64")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=1, metavar="R",
+                        help="time both paths R times, alternating, and take the medians (a shared machine's noise)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as Markdown")
     args = parser.parse_args(argv)
     conditions = args.drops.split(",") if args.drops else CONDITIONS[:args.conditions]
@@ -53,9 +56,14 @@ def main(argv=None) -> int:
 
     bench = Bench("gsm8k", args.limit, args.device, model=args.model, gen_kwargs=args.gen_kwargs)
     bench.run(conditions[:2], True, 2 * args.batch_size, limit=1)  # warm-up (first-call costs land on neither path)
-    shared_s, shared = bench.run(conditions, True, len(conditions) * args.batch_size)
-    prompt, generated = bench.lm.prompt_tokens, bench.lm.generated_tokens
-    separate_s, separate = bench.run(conditions[:args.separate], False, args.batch_size)
+    shared_times, separate_times = [], []
+    for _ in range(args.repeats):  # alternating, so a slow spell of the machine falls on both paths
+        shared_s, shared = bench.run(conditions, True, len(conditions) * args.batch_size)
+        prompt, generated = bench.lm.prompt_tokens, bench.lm.generated_tokens
+        separate_s, separate = bench.run(conditions[:args.separate], False, args.batch_size)
+        shared_times.append(shared_s)
+        separate_times.append(separate_s)
+    shared_s, separate_s = statistics.median(shared_times), statistics.median(separate_times)
     one = separate_s / args.separate
     ratio = shared_s / one
     timed = [generation.Condition(bench.lm.mask_for(parse_drop(c), "post-norm"), "post-norm").name
@@ -68,10 +76,10 @@ def main(argv=None) -> int:
     lines = [
         f"local_gsm8k 5-shot, limit {args.limit}, {len(conditions)} conditions, {Path(args.model).name} on {args.device} "
         f"({platform.processor() or platform.machine()}), {date.today()}",
-        f"shared: all {len(conditions)} conditions {shared_s:.1f} s ({len(conditions) * args.batch_size} rows decoded at "
-        f"once, {args.batch_size} prompts per prefill)",
-        f"separate: {args.separate} conditions {separate_s:.1f} s, one condition {one:.1f} s on average "
-        f"({args.batch_size} prompts per generate call)",
+        f"shared: all {len(conditions)} conditions {shared_s:.1f} s{spread(shared_times)} ({len(conditions) * args.batch_size} "
+        f"rows decoded at once, {args.batch_size} prompts per prefill)",
+        f"separate: {args.separate} conditions {separate_s:.1f} s{spread(separate_times)}, one condition {one:.1f} s on "
+        f"average ({args.batch_size} prompts per generate call)",
         f"ratio {ratio:.2f} (shared sweep / one separate condition; for 10 conditions target <= 3.0 on CPU); separate "
         f"runs of all {len(conditions)} conditions cost {len(conditions) / ratio:.2f}x the shared sweep (for 5: >= 3x)"
         + ("" if args.separate == len(conditions) else f" (extrapolated from {args.separate})"),
@@ -89,6 +97,11 @@ def main(argv=None) -> int:
                                         + " ".join(argv if argv is not None else sys.argv[1:]), "",
                                         *[f"- {line}" for line in lines], ""]))
     return 0
+
+
+def spread(times: list[float]) -> str:
+    """How the repeats spread around the median that is printed ("" for one run)."""
+    return f" (median of {len(times)}: {', '.join(f'{t:.1f}' for t in times)})" if len(times) > 1 else ""
 
 
 if __name__ == "__main__":
