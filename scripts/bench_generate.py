@@ -7,7 +7,8 @@
                                           # 5 truncations, the baseline already stored (as in a resumed sweep)
 
 Both paths run in this one process on one loaded model (default SmolLM2-135M) through the real runner (scripts/benchlib.py),
-after a warm-up (`--repeats R`: both paths R times, alternating, medians printed). Separate: each condition on its own, --batch-size prompts per generate call. Shared: all 10
+after a warm-up (`--repeats R`: both paths R times, alternating, medians printed). Separate: each condition
+on its own, --batch-size prompts per generate call. Shared: all 10
 conditions as one group, each prompt prefilled once and --batch-size x 10 rows (prompt x condition) decoded
 at once, so the prompts are batched as in the separate runs. Prints seconds, `ratio N` (shared / the mean
 separate condition; target <= 3.0 on CPU, <= 1.5 on a GPU), the token-count ratio that sharing the prefill
