@@ -1,4 +1,4 @@
-"""Benchmark: N conditions (default 10) of local_gsm8k (5-shot) generated together against one condition run alone.
+r"""Benchmark: N conditions (default 10) of local_gsm8k (5-shot) generated together against one condition run alone.
 
     python scripts/bench_generate.py --limit 10 --batch-size 8 [--separate N] [--device cuda] [--out FILE]
     python scripts/bench_generate.py --model gemma-3-270m-q4_k_m.gguf --conditions 5 --batch-size 1 --limit 4 \
