@@ -4,6 +4,7 @@ Standard library only, and imports nothing of llmtrunc, so any module may use it
 
     digest(data)        a stable short hash of JSON-able data (cell keys, run ids, cache keys)
     file_digest(path)   SHA-256 of a file's bytes, read in blocks
+    stored_file_digest(path, memo)  the same, remembered in `memo` by path, size and mtime (large weights)
     texts_hash(texts)   SHA-256 of an ordered list of texts (length-prefixed, so no two lists collide)
     atomic_write(p, x)  write to a temporary name beside `p`, then rename: readers see the old or the whole new file
     slug(text)          a file-name-safe form of a label
@@ -38,6 +39,22 @@ def file_digest(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(_BLOCK), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+def stored_file_digest(path: str | os.PathLike, memo: Path) -> str:
+    """`file_digest` of a file that is large and rarely changes (model weights), remembered as one small file in
+    the folder `memo` under its resolved path, size and modification time: any write changes size or mtime, so
+    a remembered hash is never stale, and a file moved elsewhere is hashed once more at its new place."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        return "missing"
+    stat = path.stat()
+    remembered = Path(memo) / f"{digest([str(path), stat.st_size, stat.st_mtime_ns], 32)}.sha256"
+    if remembered.is_file():
+        return remembered.read_text().strip()
+    value = file_digest(path)
+    atomic_write(remembered, value)
+    return value
 
 
 def texts_hash(texts: Sequence[str]) -> str:

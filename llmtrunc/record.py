@@ -76,7 +76,7 @@ class Record:
     metric: str
     value: float
     settings_id: str = ""
-    model_id: str | None = None  # what was loaded: Hub id, folder, GGUF folder
+    model_id: str | None = None  # what the model is: Hub id, package==version, a file or folder as given (no install path)
     revision: str | None = None
     subtask: str | None = None  # a group's member (mmlu subjects); the task itself otherwise
     filter: str = "none"  # lm-eval's filter of the metric (gsm8k: strict-match ...)

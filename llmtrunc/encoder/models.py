@@ -111,7 +111,8 @@ def resolve_model(name: str) -> EncoderSpec:
     if path.is_dir():
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise LLMTruncError(f"{path} is not a sentence-transformers model folder (no modules.json/config.json)")
-        return EncoderSpec(alias=path.name, hub_id=str(path.resolve()), local_path=lambda p=str(path.resolve()): p)
+        # named by the folder's name (its content is the revision): a store is reused wherever the folder is
+        return EncoderSpec(alias=path.name, hub_id=path.name, local_path=lambda p=str(path.resolve()): p)
     if name.count("/") == 1 and all(name.split("/")):
         return EncoderSpec(alias=name.split("/")[1], hub_id=name)
     raise LLMTruncError(f"unknown model {name!r}: use one of {', '.join(MODELS)}, a hub id (org/name) or a local model folder")

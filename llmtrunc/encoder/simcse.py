@@ -31,6 +31,7 @@ import numpy as np
 from llmtrunc.data import data_dir as find_data_dir
 from llmtrunc.encoder.models import DEFAULT_MODEL
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import digest, file_digest
 from llmtrunc.record import RecordBuilder, cell_key
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.retention import retention
@@ -143,7 +144,7 @@ def train(config: SimCSEConfig, log: Callable[[str], None] = print) -> dict:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    spec, source, model = load_base(config.model, config.device, config.max_seq_length)
+    spec, _, model = load_base(config.model, config.device, config.max_seq_length)
     dataset = build_dataset(config)
     loss = MultipleNegativesRankingLoss(model, scale=1.0 / TEMPERATURE)
     args = SentenceTransformerTrainingArguments(
@@ -158,7 +159,7 @@ def train(config: SimCSEConfig, log: Callable[[str], None] = print) -> dict:
     seconds = time.perf_counter() - t0
     losses = [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e]
     log(f"simcse {config.mode}: {config.steps} steps in {seconds:.0f}s; loss {losses[0][1]:.4f} -> {losses[-1][1]:.4f}" if losses else "no loss logged")
-    return {"seconds": seconds, "losses": losses, "n_train": len(dataset), "source": source, "alias": spec.alias}
+    return {"seconds": seconds, "losses": losses, "n_train": len(dataset), "model_id": spec.hub_id, "alias": spec.alias}
 
 
 def checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
@@ -213,10 +214,26 @@ class Tracker:
         return {k: float(v) for k, v in out.items()}
 
 
+def data_sha256(config: SimCSEConfig) -> str:
+    """Content hash of everything a run reads: its training data and the tracker's STS-B dev and SciFact subset."""
+    from llmtrunc.encoder.tasks import Limits, resolve_task
+
+    root = find_data_dir(config.data_dir)
+    train = [root / "simcse" / "wiki_sentences.txt"] if config.mode == "unsup" else \
+        [root / "simcse" / "snli" / f"{part}.{split}" for split in ("dev", "test") for part in ("s1", "s2", "labels")]
+    scifact = resolve_task("scifact", config.data_dir, Limits(limit=config.retrieval_limit, max_corpus=config.retrieval_corpus))
+    return digest([*(file_digest(p) for p in train), file_digest(root / "sts" / "stsbenchmark" / "sts-dev.csv"),
+                   scifact.fingerprint()])
+
+
 def simcse_settings(config: SimCSEConfig) -> dict:
-    """Every setting that changes a training run's numbers (where the data lives and the device do not)."""
+    """Every setting that changes a training run's numbers (where the data lives and the device do not): the
+    base model by what it is (its revision: a local copy's content hash) and the data by its content."""
+    from llmtrunc.encoder.models import Encoder, resolve_model
+
     settings = {k: v for k, v in asdict(config).items() if k not in ("data_dir", "device")}
-    settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE)
+    settings.update(track=TRACK, analysis=f"simcse-{config.mode}", lr=config.lr, temperature=TEMPERATURE,
+                    revision=Encoder(resolve_model(config.model)).revision, data=data_sha256(config))
     return settings
 
 
@@ -237,8 +254,8 @@ def compute(cells: list[Cell], log: Callable[[str], None] = print) -> Iterator[C
         trained = train(config, log)
         tracker = Tracker(config)
         settings = simcse_settings(config)
-        record = RecordBuilder(cell.run_id, TRACK, settings, model=trained["alias"], model_id=trained["source"],
-                               task="simcse", analysis=f"simcse-{config.mode}", mode=config.mode, settings=settings,
+        record = RecordBuilder(cell.run_id, TRACK, settings, model=trained["alias"], model_id=trained["model_id"],
+                               revision=settings["revision"], data=settings["data"], task="simcse", analysis=f"simcse-{config.mode}", mode=config.mode, settings=settings,
                                n_train=trained["n_train"], train_seconds=round(trained["seconds"], 1))
         records = [record("train_loss", loss, step=int(step), condition="train") for step, loss in trained["losses"]]
         for step, path in [(0, None)] + checkpoints(config.out_dir):

@@ -340,11 +340,12 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record]:
     dim = lm.hidden_size
     seconds = {"baseline": round(baseline_seconds, 2), "attribution": round(attribution_seconds, 2),
                "selection": round(selection_seconds, 2)}
+    settings = job.key_settings
     record = RecordBuilder(
-        cell.run_id, TRACK, job.key_settings, model=run.model.name, model_id=run.model.pretrained,
-        revision=run.revision, task=job.task.name, dim=dim, at="post-norm", num_fewshot=run.num_fewshot,
+        cell.run_id, TRACK, settings, **run.model.record_fields(), revision=run.revision, task=job.task.name,
+        data=settings["task_sha256"], dim=dim, at="post-norm", num_fewshot=run.num_fewshot,
         limit=run.limit, seconds=round(sum(seconds.values()), 1), analysis="attribution", method=METHOD,
-        lm_eval_task=job.task.lm_eval_name, gguf_file=run.model.gguf_file, dtype=run.dtype,
+        lm_eval_task=job.task.lm_eval_name, dtype=run.dtype,
         n_docs=len(choices.doc_ids), n_requests=len(keys), ks=list(job.ks), seeds=list(job.seeds))
     records = []
     for j in range(dim):

@@ -48,7 +48,8 @@ class RunSettings:
     export_via: str = "auto"  # vllm: how drops are written as weights (llmtrunc.llm.export); keyed per cell
 
     def key(self) -> dict[str, Any]:
-        return {"pretrained": self.model.pretrained, "gguf_file": self.model.gguf_file, "revision": self.revision,
+        """The settings as the cell key names them: the model by what it is (ModelRef.key), never where it is."""
+        return {**self.model.key(), "revision": self.revision,
                 "dtype": self.dtype, "num_fewshot": self.num_fewshot, "limit": self.limit,
                 "apply_chat_template": self.apply_chat_template, "gen_kwargs": self.gen_kwargs,
                 "quantization": self.quantization, "backend": self.backend}
@@ -150,11 +151,12 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
     job: LLMCell = cell.payload
     run, spec = job.settings, job.spec
     info = metadata(job.task.name)
+    settings = job.task_settings
     record = RecordBuilder(
-        cell.run_id, "llm", job.task_settings, model=run.model.name, model_id=run.model.pretrained,
-        revision=run.revision, task=job.task.name, **drop_fields(spec, mask, mask.dim),
+        cell.run_id, "llm", settings, **run.model.record_fields(), revision=run.revision, task=job.task.name,
+        data=settings["task_sha256"], **drop_fields(spec, mask, mask.dim),
         at=job.at if spec.kind != "none" else "-", num_fewshot=run.num_fewshot, limit=run.limit,
-        seconds=round(seconds, 1), gguf_file=run.model.gguf_file, dtype=run.dtype, quantization=run.quantization,
+        seconds=round(seconds, 1), dtype=run.dtype, quantization=run.quantization,
         backend=run.backend, apply_chat_template=run.apply_chat_template, gen_kwargs=run.gen_kwargs,
         batch_size=run.batch_size, device=run.device, **lm_fields)
     records = []
