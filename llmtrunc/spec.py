@@ -108,6 +108,14 @@ class DropSpec:
         return self.kind + (AVOID if self.avoid_outliers else "")
 
     @property
+    def removes_nothing(self) -> bool:
+        """Whether it removes no dimension at any size -- K = 0 of a set of indices, an empty index file: the
+        baseline under another name."""
+        if self.kind == "indices":
+            return not _read_index_file(Path(self.path))
+        return self.kind in ("first", "last", "random", "top", "bottom") and self.ratio == 0
+
+    @property
     def needs_profile(self) -> bool:
         """Whether the dimensions depend on the model's activation profile (llmtrunc.profile)."""
         return self.kind in PROFILE_KINDS or self.outlier_count or self.avoid_outliers
@@ -282,6 +290,11 @@ def expand_grid(drops: list[str], ks: list[str] | None = None, seeds: list[int] 
             base, bang, avoided = part.partition("!")
             texts += [f"{base}:{k}{bang}{avoided}" for k in ks]
         else:
+            spec = parse_drop(part, seed)
+            if spec.removes_nothing:  # a grid's K = 0 is its curve's origin; named alone it is the baseline
+                why = "its file lists none" if spec.kind == "indices" else "a K grid may start at 0: --k 0,10,...,90"
+                raise LLMTruncError(f"drop {part} removes no dimension: it is the baseline, which every run scores "
+                                    f"already ({why})")
             texts.append(part)
     specs = parse_drops(texts, seed, seeds) if texts else []
     return [DropSpec("none"), *(s for s in specs if s.kind != "none")]
@@ -331,6 +344,8 @@ def parse_int_list(text: str, what: str) -> list[int]:
                 i += 2
                 continue
             match = re.fullmatch(r"(\d+)-(\d+)", part)
+            if match and int(match[1]) > int(match[2]):
+                raise ValueError(f"the range {part} is reversed (did you mean {match[2]}-{match[1]}?)")
             values.extend(range(int(match[1]), int(match[2]) + 1) if match else [int(part)])
             i += 1
     except ValueError as exc:

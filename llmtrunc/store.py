@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from llmtrunc.errors import LLMTruncError
 from llmtrunc.files import atomic_write
 from llmtrunc.record import Record
 
@@ -49,6 +50,17 @@ class ResultsStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_results_dir()
         self._compact_cache: tuple[int, list[Record]] | None = None
+
+    def check_writable(self) -> None:
+        """Refuse, before anything is computed, a store that cannot be written: a file where a folder of its path
+        should be, or a folder without write permission."""
+        existing = self.root.absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise LLMTruncError(f"results folder {self.root} cannot be created: {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise LLMTruncError(f"results folder {self.root} is not writable (no permission on {existing})")
 
     def run_dir(self, rid: str) -> Path:
         return self.root / "runs" / rid

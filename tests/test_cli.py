@@ -47,6 +47,36 @@ def test_bad_input_is_one_line_and_nonzero(argv, message, capsys):
     assert message in lines[0]
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--drop", "random:50%", "--seeds", "3-1"], "malformed --seeds '3-1': the range 3-1 is reversed (did you mean 1-3?)"),
+    (["--drop", "first:0%"], "drop first:0% removes no dimension: it is the baseline"),
+    (["--drop", "indices:EMPTY"], "removes no dimension: it is the baseline, which every run scores already (its file "
+                                  "lists none)"),
+    (["--drop", "last-half", "--results-dir", "FILE/results"], "cannot be created: FILE is a file"),
+])
+def test_probes_are_refused_before_anything_is_computed(flags, message, tmp_path, monkeypatch, capsys):
+    """The issue's probes: a reversed seed range, a drop that removes nothing, a results folder that cannot be made;
+    each one line and exit 2 before the runner starts (it used to compute the baseline first)."""
+    from llmtrunc.runner import Runner
+
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "file").write_text("in the way")
+    started = []
+    monkeypatch.setattr(Runner, "run", lambda *a, **k: started.append(a))
+    flags = [f.replace("EMPTY", str(tmp_path / "empty.txt")).replace("FILE", str(tmp_path / "file")) for f in flags]
+    store = [] if "--results-dir" in flags else ["--results-dir", str(tmp_path / "store")]
+    code = main(["eval", "--tasks", "arc_easy", "--limit", "2", *store, *flags])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and message.replace("FILE", str(tmp_path / "file")) in lines[0], lines
+    assert not started and not (tmp_path / "store").exists()
+
+
+def test_a_grid_may_start_at_k_0(capsys):
+    """K = 0 of a grid is its curve's origin (the encoder report's first column), not a refused drop."""
+    assert main(["sweep", "--tasks", "arc_easy", "--drop", "first", "--k", "0,50", "--dry-run"]) == 0
+    assert "first:0%" in capsys.readouterr().out
+
+
 def test_bad_input_exits_2_with_one_line_from_the_console_script():
     proc = run_cli("eval", "--model", "no-such-model", "--tasks", "arc_easy")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -99,6 +99,7 @@ def execute(args, cells, compute, store: ResultsStore, check=None, recompute: bo
     if getattr(args, "dry_run", False):
         print("\n".join(describe(mine, store)))
         return None
+    store.check_writable()
     run_ids = Runner(store, console, recompute).run(mine, compute, check)
     console.print(f"results store: {store.root}")
     return run_ids
