@@ -33,7 +33,8 @@ _STATISTICS: dict[str, Callable[..., np.ndarray]] = {"mean": np.mean, "median": 
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    """Difference (condition - baseline) and retention, each with its percentile interval."""
+    """Difference (condition - baseline) and retention, each with its percentile interval; with a floor, also the
+    retention above it, (condition - floor) / (baseline - floor), from the same resamples (NaN without one)."""
 
     difference: float
     difference_ci: tuple[float, float]
@@ -43,6 +44,8 @@ class BootstrapResult:
     confidence: float
     n_items: int
     n_resamples: int
+    above_floor: float = float("nan")
+    above_floor_ci: tuple[float, float] = (float("nan"), float("nan"))
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,16 @@ class SeedSummary:
 
 def paired_bootstrap(baseline: np.ndarray, condition: np.ndarray, *, statistic: Literal["mean", "median"] = "mean",
                      higher_is_better: bool = True, n_resamples: int = 10_000, confidence: float = 0.95,
-                     seed: int = 0, chunk_size: int | None = None) -> BootstrapResult:
+                     seed: int = 0, chunk_size: int | None = None, floor: float | None = None) -> BootstrapResult:
     """Percentile bootstrap of the difference and the retention, resampling items as pairs.
 
     Each resample draws item indices with replacement and applies them to both arrays, so the
     difference and the retention come from the same resamples. Retention is condition / baseline
     (baseline / condition when lower is better, e.g. perplexity) and NaN where its denominator is 0;
     its interval is NaN when some resample has a zero denominator, since it is then undefined there.
-    ``chunk_size`` (resamples per chunk) only bounds memory; the result does not depend on it.
+    ``floor`` (chance, for a higher-is-better score) adds the retention above it, defined only where the
+    baseline is above the floor. ``chunk_size`` (resamples per chunk) only bounds memory; the result does not
+    depend on it.
     """
     base, cond = _paired(baseline, condition)
     _check_confidence(confidence)
@@ -111,12 +116,17 @@ def paired_bootstrap(baseline: np.ndarray, condition: np.ndarray, *, statistic: 
     quantiles = [(1 - confidence) / 2, (1 + confidence) / 2]
     diff_ci = np.quantile(cond_draws - base_draws, quantiles)
     ret_ci = np.quantile(retention(cond_draws, base_draws, higher_is_better), quantiles)
+    above: dict = {}
+    if floor is not None and not np.isnan(floor) and higher_is_better and base_point > floor:
+        above_ci = np.quantile(retention(cond_draws - floor, base_draws - floor), quantiles)
+        above = {"above_floor": float(retention(cond_point - floor, base_point - floor)),
+                 "above_floor_ci": (float(above_ci[0]), float(above_ci[1]))}
     return BootstrapResult(
         difference=float(cond_point - base_point),
         difference_ci=(float(diff_ci[0]), float(diff_ci[1])),
         retention=float(retention(cond_point, base_point, higher_is_better)),
         retention_ci=(float(ret_ci[0]), float(ret_ci[1])),
-        statistic=statistic, confidence=confidence, n_items=len(base), n_resamples=n_resamples,
+        statistic=statistic, confidence=confidence, n_items=len(base), n_resamples=n_resamples, **above,
     )
 
 

@@ -278,3 +278,16 @@ def test_seed_summary_single_seed_has_no_interval():
     s = seed_summary([np.array([1.0, 0, 1])], np.array([1.0, 1, 1]), n_resamples=50)
     assert s.seeds == (0,) and s.mean == pytest.approx(2 / 3)
     assert all(math.isnan(x) for x in s.interval)
+
+
+def test_bootstrap_retention_above_a_floor_comes_from_the_same_resamples():
+    rng = np.random.default_rng(3)
+    base = (rng.random(300) < 0.6).astype(float)
+    cond = np.where(rng.random(300) < 0.8, base, 1 - base)
+    with_floor = paired_bootstrap(base, cond, floor=0.25)
+    shifted = paired_bootstrap(base - 0.25, cond - 0.25)  # (cond - f) / (base - f) is retention of the shifted scores
+    assert with_floor.above_floor == pytest.approx((cond.mean() - 0.25) / (base.mean() - 0.25))
+    assert with_floor.above_floor_ci == pytest.approx(shifted.retention_ci)
+    assert with_floor.retention_ci == paired_bootstrap(base, cond).retention_ci  # the floor changes nothing else
+    assert np.isnan(paired_bootstrap(base, cond).above_floor)
+    assert np.isnan(paired_bootstrap(base, cond, floor=0.9).above_floor)  # baseline below its floor: undefined

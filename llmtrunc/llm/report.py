@@ -26,7 +26,7 @@ from llmtrunc.plots import pyplot, save
 from llmtrunc.outliers import outlier_table
 from llmtrunc.retention import retention
 from llmtrunc.store import recorded_commands
-from llmtrunc.tables import condition_table, interval, mean_std
+from llmtrunc.tables import above_floor_cell, condition_table, format_p, interval, mean_std
 
 # The paper's Table 3: full / first half removed / last half removed.
 PAPER_TABLE3 = pd.DataFrame(
@@ -59,11 +59,13 @@ def label(row) -> str:
     return row["drop_family"] if row["at"] in ("post-norm", "-") else f"{row['drop_family']} ({row['at']})"
 
 
-def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of `condition_table` that are Table 3 conditions, next to the paper's score (retention) per model."""
+def paper_side_by_side(table: pd.DataFrame, baselines: Baselines) -> pd.DataFrame:
+    """Rows of `condition_table` that are Table 3 conditions, next to the paper's score (retention) per model; a task
+    whose baseline sits at its floor is marked: its retention cannot show the paper's contrast."""
     rows = []
     wanted = table[(table["at"] == "post-norm") & table["drop_family"].isin(list(PAPER_CONDITIONS))]
-    for _, row in wanted.iterrows():
+    chance = baselines.at_chance(wanted)
+    for index, row in wanted.iterrows():
         paper = PAPER_TABLE3[PAPER_TABLE3["task"] == row["task"]]
         if paper.empty:
             continue
@@ -73,6 +75,7 @@ def paper_side_by_side(table: pd.DataFrame) -> pd.DataFrame:
                      f"{row['score']:.4f} ({'-' if pd.isna(row['retention']) else format(row['retention'], '.3f')})"}
         for _, ref in paper.iterrows():
             entry[f"{ref['model']} (paper)"] = f"{ref[condition]:g} ({retention(ref[condition], ref['full']):.3f})"
+        entry["note"] = f"at chance (baseline {row['baseline']:.4g}, floor {row['floor']:.4g})" if chance[index] else ""
         rows.append(entry)
     return pd.DataFrame(rows)
 
@@ -127,19 +130,28 @@ def retention_cell(row) -> str:
     return f"{row['retention']:.3f}" + ("" if ci == "-" else f" {ci}")
 
 
+def above_chance(row) -> bool:
+    """Whether the task has a floor above 0 (chance of multiple choice, SQuAD v2's unanswerable share): there raw
+    retention overstates what survives, and retention above the floor says it."""
+    return row is not None and pd.notna(row["floor"]) and row["floor"] > 0
+
+
 def summary_table(table: pd.DataFrame, baselines: Baselines) -> pd.DataFrame:
-    """The compact summary: per task, metric and position, retention (95% interval) of the headline conditions;
-    tasks at chance marked."""
+    """The compact summary: per task, metric and position, retention (95% interval) of the headline conditions,
+    and below it, where the task has a floor above 0, the retention above that floor; tasks at chance marked."""
     rows = []
     for (task, metric, limit, at), part in table.groupby(["task", "metric", "limit", "at"], sort=False, dropna=False):
         first = part.iloc[0]
         of = {r["drop_family"]: r for _, r in part.iterrows()}
-        rows.append({"task": task, "metric": metric, "items": baselines.items(first), "at": at,
-                     "baseline": f"{first['baseline']:.4g}",
-                     "floor": "-" if pd.isna(first["floor"]) else f"{first['floor']:.3g}",
-                     **{name: retention_cell(of.get(drop)) for drop, name in SUMMARY_CONDITIONS.items()},
-                     "note": "at chance: not in the figures" if baselines.key(task, metric, limit) in baselines.chance
-                     else ""})
+        shared = {"task": task, "metric": metric, "items": baselines.items(first), "at": at,
+                  "baseline": f"{first['baseline']:.4g}", "floor": "-" if pd.isna(first["floor"]) else f"{first['floor']:.3g}"}
+        note = "at chance: not in the figures" if baselines.key(task, metric, limit) in baselines.chance else ""
+        rows.append({**shared, "retention": "raw", **{name: retention_cell(of.get(drop))
+                                                       for drop, name in SUMMARY_CONDITIONS.items()}, "note": note})
+        if above_chance(first):
+            rows.append({**shared, "retention": "above floor",
+                         **{name: "-" if of.get(drop) is None else above_floor_cell(of[drop])
+                            for drop, name in SUMMARY_CONDITIONS.items()}, "note": note})
     frame = pd.DataFrame(rows)
     return frame if frame.empty else frame.sort_values(["note", "task", "at"], kind="stable").reset_index(drop=True)
 
@@ -154,14 +166,27 @@ def answer(table: pd.DataFrame, outliers: pd.DataFrame, baselines: Baselines, mo
 
     def sentence(part: pd.DataFrame, verb: str) -> str:
         first = part.iloc[0]
-        kept = [f"{retention_cell(part.loc[d])} ({HALF_NAMES[d]}" + (f", {part.loc[d, 'seeds']} seeds)"
-                                                                      if part.loc[d, "seeds"] > 1 else ")")
-                for d in HEADLINE if d in part.index]
-        return (f"With half of its final hidden state zeroed, {model} {verb} {', '.join(kept)} of its {first['task']} "
-                f"{first['metric']} (baseline {first['baseline']:.4g}, {baselines.items(first)} items).")
+        above = above_chance(first) and part["retention_above_floor"].notna().any()
+        cell = above_floor_cell if above else retention_cell
+        drops = [d for d in HEADLINE if d in part.index]
+        kept = [f"{cell(part.loc[d])} ({HALF_NAMES[d]}" + (f", {part.loc[d, 'seeds']} seeds)"
+                                                           if part.loc[d, "seeds"] > 1 else ")") for d in drops]
+        said = f"With half of its final hidden state zeroed, {model} {verb} {', '.join(kept)} of its {first['task']} "
+        if above:
+            raw = ", ".join(f"{part.loc[d, 'retention']:.3f}" for d in drops)
+            return said + (f"{first['metric']} above chance ({first['floor']:g}; baseline {first['baseline']:.4g}, "
+                           f"{baselines.items(first)} items); of the raw score it keeps {raw}.")
+        why = "; no interval: the metric is not a mean of per-item scores, so there are none to resample" \
+            if all(interval(part.loc[d]) == "-" for d in drops) else ""
+        return said + f"{first['metric']} (baseline {first['baseline']:.4g}, {baselines.items(first)} items{why})."
+
+    def measure(part: pd.DataFrame) -> float:
+        """What a sentence states: retention above chance where the task has a floor above 0, else retention."""
+        above = above_chance(part.iloc[0]) and part["retention_above_floor"].notna().any()
+        return part["retention_above_floor" if above else "retention"].mean()
 
     if groups:
-        mean = [part["retention"].mean() for part in groups]
+        mean = [measure(part) for part in groups]
         best, worst = int(np.argmax(mean)), int(np.argmin(mean))
         said.append(sentence(groups[best], "keeps"))
         if worst != best:
@@ -180,12 +205,31 @@ def answer(table: pd.DataFrame, outliers: pd.DataFrame, baselines: Baselines, mo
                    else "they matter less than random dimensions" if low > r["random_retention"] + spread
                    else "no different from random dimensions")
         ci = f" [{low:.3f}, {high:.3f}]" if pd.notna(r["outliers_low"]) else ""
-        test = f", {r['outliers_test']} p = {r['outliers_p']:.2g} against the baseline" if r["tested"] else ""
+        p = format_p(r["outliers_p"], 2)
+        test = f", {r['outliers_test']} p {'' if p.startswith('<') else '= '}{p} against the baseline" if r["tested"] else ""
         said.append(f"Removing its {int(r['n_outliers'])} outlier dimensions ({r['outlier_dims']}) keeps "
                     f"{r['outliers_retention']:.3f}{ci} of {r['task']} {r['metric']} ({r['n']} items{test}); as many "
                     f"random dimensions keep {r['random_retention']:.3f} ± {r['random_retention_std']:.3f} over "
                     f"{r['random_seeds']:g} seeds: {verdict}.")
     return said
+
+
+def cannot_show(table: pd.DataFrame, baselines: Baselines, model: str) -> list[str]:
+    """One sentence on what the model cannot show: the paper's Table 3 tasks it does at its floor (their collapse
+    cannot show from there), and, where LAMBADA ran, that a teacher-forced next-word match stands in for exact
+    generation."""
+    paper = table[table["task"].isin(PAPER_TABLE3["task"])].drop_duplicates(["task", "metric", "limit"])
+    floored = paper[baselines.at_chance(paper)].sort_values("task")
+    if floored.empty:
+        return []
+    listed = [f"{r['task']} {r['baseline']:.4g} (floor {r['floor']:.4g})" for _, r in floored.iterrows()]
+    listed = ", ".join(listed[:-1]) + f" and {listed[-1]}" if len(listed) > 1 else listed[0]
+    said = f"{model} scores {listed}: at chance there, it cannot show the paper's Table 3 collapse"
+    lambada = table[table["task"] == "lambada_openai"]
+    if not lambada.empty and not baselines.at_chance(lambada).all():
+        said += ("; lambada_openai, a teacher-forced next-word match (each passage's last word predicted greedily "
+                 "from the true text, nothing generated freely), stands in for exact generation")
+    return [said + "."]
 
 
 def heatmap(table: pd.DataFrame, model: str) -> bytes:
@@ -283,7 +327,7 @@ def outlier_view(table: pd.DataFrame) -> pd.DataFrame:
         "outliers removed: retention": table["outliers_retention"].map(lambda v: f"{v:.3f}"),
         "95% CI": [f"[{lo:.3f}, {hi:.3f}]" if pd.notna(lo) else "-" for lo, hi in
                    zip(table["outliers_low"], table["outliers_high"])],
-        "p": [f"{p:.3g} ({t})" if pd.notna(p) else "-" for p, t in zip(table["outliers_p"], table["outliers_test"])],
+        "p": [f"{format_p(p)} ({t})" if pd.notna(p) else "-" for p, t in zip(table["outliers_p"], table["outliers_test"])],
         "as many random: retention": [mean_std(m, s) for m, s in zip(table["random_retention"],
                                                                       table["random_retention_std"])],
         "random seeds": table["random_seeds"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
@@ -338,9 +382,9 @@ def full_table(table: pd.DataFrame) -> pd.DataFrame:
         "score": [mean_std(m, s) for m, s in zip(table["score"], table["score_std"])],
         "retention": [mean_std(m, s) for m, s in zip(table["retention"], table["retention_std"])],
         "95% CI": [interval(r) for _, r in table.iterrows()],
-        "p": p.map(lambda v: "-" if pd.isna(v) else f"{v:.3g}"), "≈ baseline": same.map({True: "yes", False: ""}),
+        "p": p.map(format_p), "≈ baseline": same.map({True: "yes", False: ""}),
         "floor": table["floor"].map(lambda v: "-" if v is None or pd.isna(v) else f"{v:.4f}"),
-        "retention above floor": table["retention_above_floor"].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}"),
+        "retention above floor (95% CI)": [above_floor_cell(r) for _, r in table.iterrows()],
         "at floor": table["at_floor"].map({True: "yes", False: ""}),
         "baseline at chance": table["chance"].map({True: "yes", False: ""}),
         "limit": table["limit"].map(lambda v: "-" if pd.isna(v) else f"{v:g}"),
@@ -386,12 +430,14 @@ INTRO = ("Retention = truncated / baseline (perplexity: baseline / truncated), w
          "accuracy-type metrics, sign-flip permutation otherwise); ≈: indistinguishable from the baseline (p ≥ "
          "0.05 and the interval of the difference holds 0). Floor = chance for multiple choice and the share of "
          "unanswerable questions for SQuAD v2 best_exact; retention above floor = (truncated − floor) / "
-         "(baseline − floor), only where the baseline is above its floor.")
+         "(baseline − floor), only where the baseline is above its floor, its interval from the same bootstrap. "
+         "p < 1e-300: below what a float holds.")
 OUTLIER_NOTE = ("Outlier dimensions of the final hidden state (the ±3σ rule on the calibration text's mean "
                 "activations, llmtrunc/profile.py) removed, against as many random dimensions (random:outliers, "
                 "mean ± std over the seeds). If the outliers carried the model, removing them would cost more.")
 SUMMARY_NOTE = ("Retention of the headline conditions (95% interval; random: mean over the seeds, interval over "
-                "the seeds). A task whose untouched score is not clearly above its floor (chance, or SQuAD v2's "
+                "the seeds): raw (truncated / baseline) and, where the task has a floor above 0, above the floor "
+                "((truncated − floor) / (baseline − floor): what survives of the margin over chance). A task whose untouched score is not clearly above its floor (chance, or SQuAD v2's "
                 "unanswerable share: baseline - 1.96 standard errors at or below it) is marked and left out of "
                 "the figures: its retention is a ratio of noise.")
 ATTRIBUTION_NOTE = ("`llmtrunc attribute`: the change in accuracy when each single dimension is removed at post-norm "
@@ -412,7 +458,7 @@ class ModelReport:
     """Everything the report shows for one model, computed once; `markdown` and `html_page` only lay it out."""
 
     model: str
-    answer: list[str]  # three sentences: what survives, what collapses, what the outliers do
+    answer: list[str]  # what survives, what collapses, what the outliers do; what the model cannot show
     summary: pd.DataFrame  # the headline conditions per task and position
     figures: list[Figure]
     beside: pd.DataFrame  # side by side with the paper's Table 3 (empty: none of its conditions)
@@ -446,8 +492,9 @@ def model_report(part: pd.DataFrame, attribution: pd.DataFrame, model: str) -> M
                                     attribution_figure(selection, model)))
     behind = pd.concat([part, attribution])
     experiment = outlier_table(part)
-    return ModelReport(model, answer(table, experiment, baselines, model), summary_table(table, baselines), figures,
-                       paper_side_by_side(table), outlier_view(experiment), own,
+    return ModelReport(model, answer(table, experiment, baselines, model) + cannot_show(table, baselines, model),
+                       summary_table(table, baselines), figures, paper_side_by_side(table, baselines),
+                       outlier_view(experiment), own,
                        full_table(table.assign(chance=baselines.at_chance(table))), timed_commands(behind),
                        sorted({json.dumps(v, sort_keys=True) for v in behind["versions"]}),
                        sorted(set(behind["git_hash"])))

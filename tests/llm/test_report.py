@@ -5,7 +5,7 @@ import math
 import pytest
 
 from llmtrunc.cli import main
-from llmtrunc.llm.report import paper_side_by_side
+from llmtrunc.llm.report import Baselines, paper_side_by_side
 from llmtrunc.llm.tasks import metadata
 from llmtrunc.record import Record, settings_id
 from llmtrunc.retention import retention
@@ -62,11 +62,35 @@ def test_condition_table_numbers(store):
 
 
 def test_paper_side_by_side(store):
-    beside = paper_side_by_side(condition_table(store.records()))
+    records = store.records()
+    beside = paper_side_by_side(condition_table(records), Baselines.of(records))
     assert list(beside["task"]) == ["mmlu"] and list(beside["condition"]) == ["first half removed"]
     assert beside["this model: score (retention)"][0] == "0.3000 (0.750)"
     assert beside["Llama 3.1 8B (paper)"][0] == f"0.58 ({0.580 / 0.681:.3f})"
     assert beside["Qwen 2.5 7B (paper)"][0] == f"0.709 ({0.709 / 0.718:.3f})"
+    assert beside["note"][0] == ""  # 0.40 over 100 items: clearly above chance (0.25)
+    mmlu = records["task"] == "mmlu"
+    near = records.assign(value=records["value"].where(~mmlu, 0.26), stderr=records["stderr"].where(~mmlu, 0.04))
+    assert paper_side_by_side(condition_table(near), Baselines.of(near))["note"][0] == \
+        "at chance (baseline 0.26, floor 0.25)"
+
+
+def test_retention_above_chance_has_its_paired_interval():
+    """arc_easy as the issue read it: 0.500 -> 0.369 keeps 0.738 of the raw score but 0.48 of the margin above chance."""
+    import pandas as pd
+
+    base, cut = record("arc_easy", "none", 0.5), record("arc_easy", "last:50%", 0.37)
+    base.extra["items"] = [1] * 50 + [0] * 50
+    cut.extra["items"] = [1] * 37 + [0] * 63
+    row = condition_table(pd.DataFrame([base.to_json(), cut.to_json()])).iloc[0]
+    assert row["retention"] == pytest.approx(0.74) and row["retention_above_floor"] == pytest.approx(0.12 / 0.25)
+    assert row["retention_above_floor_low"] < 0.48 < row["retention_above_floor_high"] < row["retention"]
+
+
+def test_an_underflowed_p_prints_as_below_1e_300():
+    from llmtrunc.tables import format_p
+
+    assert format_p(0.0) == "< 1e-300" and format_p(1.7e-41) == "1.7e-41" and format_p(float("nan")) == "-"
 
 
 def test_floors_come_from_the_task_metadata():
@@ -139,10 +163,13 @@ def test_the_report_leads_with_the_answer_and_keeps_chance_tasks_out_of_the_figu
     assert not (out / "heatmap_gone.png").exists() and (out / "notes.png").exists()
     text = (out / "report.md").read_text()
     lead = text.split("## m\n\n", 1)[1].split("\n")[0]
-    # the best-kept task first (arc_challenge over 2000 items: 0.30 / 0.32), then the worst (arc_easy at limit 20)
-    assert lead.startswith("With half of its final hidden state zeroed, m keeps 0.938 (last half) of its "
-                           "arc_challenge acc (baseline 0.32, 2000 items).")
-    assert "keeps only 0.500 (last half) of its arc_easy acc (baseline 0.7, 20 items)" in lead
+    # the best-kept task first (arc_challenge over 2000 items: 0.30 against 0.32, chance 0.25), then the worst
+    # (arc_easy at limit 20); multiple choice by its margin above chance, its raw retention stated too
+    assert lead.startswith("With half of its final hidden state zeroed, m keeps 0.714 (last half) of its "
+                           "arc_challenge acc above chance (0.25; baseline 0.32, 2000 items); of the raw score it "
+                           "keeps 0.938.")
+    assert ("keeps only 0.222 (last half) of its arc_easy acc above chance (0.25; baseline 0.7, 20 items); of the raw "
+            "score it keeps 0.500.") in lead
     assert "boolq" not in lead
     assert text.index(lead) < text.index("### Retention by task and condition") < text.index("### Summary")
     summary = text.split("### Summary", 1)[1].split("### ", 1)[0]
