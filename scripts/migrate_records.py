@@ -55,9 +55,15 @@ def portable_command(command: str, workdir: str) -> str:
 
 @contextlib.contextmanager
 def tasks_at(commit: str, scratch: Path) -> Iterator[None]:
-    """The tasks/ folder of `commit` in force (LLMTRUNC_TASKS_DIR), the task index rebuilt for it."""
-    from llmtrunc.llm.tasks import TASKS_ENV_VAR, task_manager
+    """The tasks/ folder of `commit` in force (LLMTRUNC_TASKS_DIR), the task index rebuilt for it; the checkout's
+    own tasks/ (and its index, built once) where they are that commit's."""
+    from llmtrunc.llm.tasks import TASKS_ENV_VAR, task_manager, tasks_dir
 
+    same = subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", commit.removesuffix("-dirty"), "--", "tasks"],
+                          capture_output=True, check=False).returncode == 0
+    if same and tasks_dir() == (ROOT / "tasks").resolve():
+        yield
+        return
     folder = scratch / commit.removesuffix("-dirty")
     if not (folder / "tasks").is_dir():
         folder.mkdir(parents=True, exist_ok=True)
