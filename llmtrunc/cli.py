@@ -14,7 +14,7 @@ import sys
 
 from llmtrunc.errors import LLMTruncError
 
-COMMANDS = ("models", "eval", "sweep", "attribute", "report", "export", "encoder")
+COMMANDS = ("models", "eval", "sweep", "attribute", "report", "verify", "export", "encoder")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

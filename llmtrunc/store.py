@@ -46,6 +46,12 @@ def _read_jsonl(path: Path) -> list[Record]:
     return [Record.from_json(json.loads(line)) for line in text.splitlines() if line.strip()]
 
 
+def read_records(path: str | os.PathLike) -> list[Record]:
+    """The records of a records.jsonl(.gz) file, or of every cell of a store (a report folder included)."""
+    path = Path(path)
+    return ResultsStore(path).all_records() if path.is_dir() else _read_jsonl(path)
+
+
 class ResultsStore:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else default_results_dir()
