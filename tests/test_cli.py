@@ -95,7 +95,7 @@ def test_help_explains_every_option(capsys):
         assert option in text
 
 
-@pytest.mark.parametrize("command", [["sweep"], ["attribute"], ["report"], ["export"], ["encoder"], ["encoder", "eval"],
+@pytest.mark.parametrize("command", [["sweep"], ["attribute"], ["report"], ["verify"], ["export"], ["encoder"], ["encoder", "eval"],
                                      ["encoder", "analyze"], ["encoder", "train-simcse"], ["encoder", "report"]])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
