@@ -49,8 +49,9 @@ def run(args) -> int:
     spec = parse_drop(args.drop) if args.drop else None
     cells = select(read_records(path), args.task, spec, args.at, every_seed=bool(args.drop) and "@" not in args.drop)
     if not cells:
-        raise LLMTruncError(f"no LLM or encoder cell in {path} matches" + "".join(
-            f" --{flag} {value}" for flag, value in (("task", args.task), ("drop", args.drop), ("at", args.at)) if value))
+        asked = (("task", args.task), ("drop", args.drop), ("at", args.at))
+        raise LLMTruncError(f"no LLM or encoder cell in {path} matches"
+                            + "".join(f" --{flag} {value}" for flag, value in asked if value))
     verdicts = []
     for stored, rerun, notes, truncated in _replayed(cells, args):
         verdict = compare(stored, rerun, truncated, notes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.calibration import DEFAULT_FILE, Calibration
 from llmtrunc.llm.evaluate import LLMCell, LLMCompute, RunSettings
 from llmtrunc.llm.models import resolve_model
@@ -26,20 +27,24 @@ Replayed = tuple[list[Record], list[Record], list[str]]  # the stored records, t
 def cell_of(stored: Record, limit: float | None, device: str, data_dir: str | None = None) -> tuple[Cell, list[str]]:
     """The runner cell of a stored record's settings at `limit`, and notes on what differs from what it names."""
     extra = stored.extra
+    if extra.get("backend", "hf") != "hf":
+        raise LLMTruncError(f"{stored.run_id} ran under {extra['backend']}: verify re-runs hf cells (for vLLM cells, "
+                            "llmtrunc eval --backend vllm with the records' settings)")
     profile = extra.get("calibration") or {}
     calibration = Calibration.of(None if profile.get("source", DEFAULT_FILE) == DEFAULT_FILE else profile["source"],
                                  profile.get("tokens"))
     settings = RunSettings(
         model=resolve_model(stored.model), revision=stored.revision or "main", dtype=extra.get("dtype", "auto"),
         num_fewshot=stored.num_fewshot, limit=limit, apply_chat_template=extra.get("apply_chat_template", False),
-        gen_kwargs=extra.get("gen_kwargs"), quantization=extra.get("quantization"), backend=extra.get("backend", "hf"),
+        gen_kwargs=extra.get("gen_kwargs"), quantization=extra.get("quantization"),
         batch_size=str(extra.get("batch_size", "1")), device=device, calibration=calibration)
     task = resolve_tasks([stored.task], data_dir)[0]
     spec = parse_drop(stored.drop)
     notes = []
     weights = settings.model.weights_sha256()
     if extra.get("model_sha256") and weights != extra["model_sha256"]:
-        notes.append(f"other weights installed: sha256 {str(weights)[:12]}, the records name {extra['model_sha256'][:12]}")
+        notes.append(f"other weights installed: sha256 {str(weights)[:12]}, the records name "
+                     f"{extra['model_sha256'][:12]}")
     data = fingerprint(task)
     if extra.get("data") and data != extra["data"]:
         notes.append(f"the task's config or data changed since: fingerprint {data}, the records name {extra['data']}")
