@@ -12,8 +12,8 @@ Loaded from the copy, the model has the GGUF load's weights bit for bit (in floa
 bfloat16 or float16), its config (less the `quantization_config` of the GGUF load) and its tokenizer
 (tests/llm/test_gguf.py, on the real SmolLM2).
 
-The tokenizer adds BOS and EOS as the file says (`tokenizer.ggml.add_bos_token`, `add_eos_token`), passed to
-transformers explicitly: transformers 5.19 (the vLLM CPU engine's pin) ignores those keys and builds every GGUF
+The tokenizer adds BOS and EOS as the file says (`tokenizer.ggml.add_bos_token`, `add_eos_token`; absent from a
+sentencepiece vocabulary, BOS, as llama.cpp reads it), passed to transformers explicitly: transformers 5.19 (the vLLM CPU engine's pin) ignores those keys and builds every GGUF
 tokenizer without BOS, so its copy of Gemma 3 fed engines text without `<bos>` (issue 31); 5.25 reads them.
 The copy's tokenizer is reloaded and must encode sample prompts exactly as that tokenizer does
 (llmtrunc.llm.tokenizer_parity), whatever transformers converts. Records, cell keys and profile keys go on naming the GGUF
@@ -58,12 +58,17 @@ def copy_key(source: Path) -> dict:
 
 
 def tokenizer_flags(source: Path) -> dict[str, bool]:
-    """The GGUF file's own add_bos_token / add_eos_token (llama.cpp's keys), those it sets."""
+    """Whether the GGUF file's tokenizer adds BOS and EOS, as llama.cpp reads it: its add_bos_token and
+    add_eos_token where it sets them; a sentencepiece vocabulary ("llama") that sets no BOS flag adds BOS."""
     from gguf import GGUFReader
 
     fields = GGUFReader(source).fields
-    return {name: bool(fields[f"tokenizer.ggml.{name}"].contents()) for name in ("add_bos_token", "add_eos_token")
-            if f"tokenizer.ggml.{name}" in fields}
+    flags = {name: bool(fields[f"tokenizer.ggml.{name}"].contents()) for name in ("add_bos_token", "add_eos_token")
+             if f"tokenizer.ggml.{name}" in fields}
+    model = fields["tokenizer.ggml.model"].contents() if "tokenizer.ggml.model" in fields else None
+    if model == "llama":
+        flags.setdefault("add_bos_token", True)
+    return flags
 
 
 def gguf_tokenizer(source: Path):
