@@ -252,7 +252,7 @@ class LLMCompute:
                 lm = self.lm_for(job)
                 mask = lm.set_drop(job.spec, job.at)
                 if job.settings.backend == "vllm":
-                    lm.record_extra["parity"] = self.parity(lm, cell, tasks)
+                    lm.record_extra["parity"] = self.check_parity(lm, cell, tasks)
                 start = time.perf_counter()
                 results = evaluate(lm, job, tasks)  # samples always: the records keep per-item values
                 if results is None:  # non-zero rank under data parallel: rank 0 writes
@@ -267,7 +267,7 @@ class LLMCompute:
         finally:
             self._lm.clear_cache()  # the shared body's states and continuations belong to one task
 
-    def parity(self, lm: TruncLM, cell: Cell, tasks: list) -> dict[str, Any]:
+    def check_parity(self, lm: TruncLM, cell: Cell, tasks: list) -> dict[str, Any]:
         """The engine's parity figure on the cell's first documents (llmtrunc.llm.parity); stops the run on a mismatch."""
         if not self.parity_check:
             return {"checked": False}
@@ -292,6 +292,8 @@ def hook_responses(cells: list[Cell]) -> dict[str, list[parity.Response]]:
     on each source model with each cell's drop, every model loaded once and freed before any engine starts."""
     import gc
 
+    import torch
+
     found, lm, loaded = {}, None, None
     groups: dict[Any, list[Cell]] = {}
     for cell in cells:
@@ -310,15 +312,9 @@ def hook_responses(cells: list[Cell]) -> dict[str, list[parity.Response]]:
             found[cell.run_id] = parity.responses(results or {})
     del lm
     gc.collect()
-    _free_device_memory()
-    return found
-
-
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    if torch.cuda.is_available():  # the engines' memory
         torch.cuda.empty_cache()
+    return found
 
 
 def lm_fields(lm: TruncLM, job: LLMCell) -> dict[str, Any]:

@@ -15,8 +15,9 @@ The default is the family's first method: norm wherever the norm is known, being
 immune to that engine bug. Every export is verified before it is published: reloaded with
 transformers, it must give the hook path's logits on a fixed short input (`verify`), and its tokenizer
 must encode sample prompts exactly as the source's (llmtrunc.llm.tokenizer_parity: the logits check runs
-on token ids, so it cannot see a tokenizer that lost BOS). The drop, the method and the verification are recorded in config.json under `llmtrunc_drop` and in
-`llmtrunc_drop.json` beside it (written last: its presence marks a complete export).
+on token ids, so it cannot see a tokenizer that lost BOS). The drop, the method and the verification
+are recorded in config.json under `llmtrunc_drop` and in `llmtrunc_drop.json` beside it (written last:
+its presence marks a complete export).
 
 Pre-norm drops cannot be expressed as weights: the final norm divides every dimension by the RMS
 of the whole vector, so zeroing dimensions before it rescales all the others. They are refused.

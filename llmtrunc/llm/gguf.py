@@ -12,12 +12,13 @@ Loaded from the copy, the model has the GGUF load's weights bit for bit (in floa
 bfloat16 or float16), its config (less the `quantization_config` of the GGUF load) and its tokenizer
 (tests/llm/test_gguf.py, on the real SmolLM2).
 
-The tokenizer adds BOS and EOS as the file says (`tokenizer.ggml.add_bos_token`, `add_eos_token`; absent from a
-sentencepiece vocabulary, BOS, as llama.cpp reads it), passed to transformers explicitly: transformers 5.19 (the vLLM CPU engine's pin) ignores those keys and builds every GGUF
-tokenizer without BOS, so its copy of Gemma 3 fed engines text without `<bos>` (issue 31); 5.25 reads them.
-The copy's tokenizer is reloaded and must encode sample prompts exactly as that tokenizer does
-(llmtrunc.llm.tokenizer_parity), whatever transformers converts. Records, cell keys and profile keys go on naming the GGUF
-(its folder and file name): the copy is only how it is read. A GGUF that is not a local file (a Hub id
+The tokenizer adds BOS and EOS as the file says (`tokenizer.ggml.add_bos_token`, `add_eos_token`; a
+sentencepiece vocabulary without the BOS flag adds BOS, as llama.cpp reads it), passed to transformers
+explicitly: transformers 5.19 (the vLLM CPU engine's pin) ignores those keys and builds every GGUF tokenizer
+without BOS, so its copy of Gemma 3 fed engines text without `<bos>` (issue 31); 5.25 reads them. The copy's
+tokenizer is reloaded and must encode sample prompts exactly as that tokenizer does
+(llmtrunc.llm.tokenizer_parity), whatever transformers converts. Records, cell keys and profile keys go on
+naming the GGUF (its folder and file name): the copy is only how it is read. A GGUF that is not a local file (a Hub id
 with gguf_file=) loads as transformers loads it.
 """
 
