@@ -33,6 +33,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_via_option(parser)
     parser.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM tensor parallel size")
     parser.add_argument("--data-parallel-size", type=int, default=1, help="vLLM data parallel size")
+    parser.add_argument("--no-parity-check", action="store_true",
+                        help="--backend vllm: score without first comparing each engine with the hook path on the first "
+                             "documents of its task (the parity guard, docs/scale-out.md)")
 
 
 def add_task_options(parser: argparse.ArgumentParser) -> None:
@@ -107,6 +110,9 @@ def build_settings(args, model: str):
     _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
     if args.via != "auto" and args.backend != "vllm":
         raise LLMTruncError("--via chooses how --backend vllm writes a drop into the weights; the hf backend uses hooks")
+    if args.no_parity_check and args.backend != "vllm":
+        raise LLMTruncError("--no-parity-check skips the check of a vLLM engine against the hook path; the hf backend "
+                            "is the hook path")
     return RunSettings(
         model=resolve_model(model), revision=args.revision, dtype=args.dtype, num_fewshot=args.num_fewshot,
         limit=limit, apply_chat_template=args.apply_chat_template, gen_kwargs=args.gen_kwargs,
@@ -152,7 +158,7 @@ def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[st
             return code
     store = results_store(args)
     compute = LLMCompute(None if args.separate else SharedBodyLM, args.tensor_parallel_size, args.data_parallel_size,
-                         args.log_samples)
+                         args.log_samples, parity_check=not args.no_parity_check)
     run_ids = execute(args, llm_cells(settings, tasks, drops, ats), compute, store, compute.check)
     if run_ids:
         print_scores(store.records(run_ids))

@@ -4,7 +4,8 @@
 group per (model, task), so the shared body's cache (llmtrunc.llm.shared_body) serves every
 condition of a task. `LLMCompute` is the runner's compute function: it loads each model once
 (`HFTruncLM.set_drop` swaps the hooks between cells; the vLLM backend builds one engine per drop,
-the drop being in its weights) and turns lm-eval's results into records.
+the drop being in its weights) and turns lm-eval's results into records. Before an engine scores a
+cell, its parity with the hook path is checked (llmtrunc.llm.parity).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
 from llmtrunc.data import ENV_VAR, find_data_dir
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.llm import parity
 from llmtrunc.llm.calibration import Calibration
 from llmtrunc.llm.compat import reuse_requests
 from llmtrunc.llm.models import ModelRef
@@ -193,15 +195,17 @@ class LLMCompute:
     """The runner's compute function for LLM cells: one model load (hf) or one engine per drop (vllm)."""
 
     def __init__(self, lm_class=None, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
-                 log_samples: bool = False, loaded=None):
-        """`loaded`: an hf-trunc LM already loaded for the cells' settings (tests and benchmarks share one)."""
+                 log_samples: bool = False, loaded=None, parity_check: bool = True):
+        """`loaded`: an hf-trunc LM already loaded for the cells' settings (tests and benchmarks share one);
+        `parity_check`: compare every engine with the hook path before it scores (llmtrunc.llm.parity)."""
         self.lm_class, self.parallel, self.log_samples = lm_class, (tensor_parallel_size, data_parallel_size), log_samples
-        self.loaded = loaded
+        self.loaded, self.parity_check = loaded, parity_check
         self._lm, self._model, self._lm_spec = None, None, None
+        self._hook_responses: dict[str, list[parity.Response]] = {}  # run id -> the hook path's parity responses
 
     def check(self, cells: list[Cell]) -> None:
         """Refuse what the backend cannot run before anything is computed; under vLLM, then write the
-        exports the cells run on (each source model loaded once)."""
+        exports the cells run on (each source model loaded once) and score the parity documents on the hook path."""
         jobs = [c.payload for c in cells]
         if any(job.settings.backend == "vllm" for job in jobs):
             from llmtrunc.llm.export import check_exportable
@@ -211,6 +215,8 @@ class LLMCompute:
                 check_exportable(job.spec, job.at)
             require_vllm()
             prepare_exports([(job.settings, job.spec, job.at) for job in jobs])
+            if self.parity_check:
+                self._hook_responses = hook_responses(cells)
 
     def lm_for(self, job: LLMCell) -> TruncLM:
         if job.settings.backend == "vllm":
@@ -235,7 +241,6 @@ class LLMCompute:
             yield from self._compute(cells)
 
     def _compute(self, cells: list[Cell]) -> Iterator[Computed]:
-        import lm_eval
         from lm_eval.utils import handle_non_serializable
 
         first = self.lm_for(cells[0].payload)
@@ -248,12 +253,10 @@ class LLMCompute:
                 job: LLMCell = cell.payload
                 lm = self.lm_for(job)
                 mask = lm.set_drop(job.spec, job.at)
+                if job.settings.backend == "vllm":
+                    lm.record_extra["parity"] = self.check_parity(lm, cell, tasks)
                 start = time.perf_counter()
-                results = lm_eval.simple_evaluate(  # samples always: the records keep per-item values
-                    model=lm, tasks=tasks, num_fewshot=job.settings.num_fewshot, limit=job.settings.limit,
-                    log_samples=True, apply_chat_template=job.settings.apply_chat_template,
-                    gen_kwargs=job.settings.gen_kwargs, task_manager=task_manager(job.settings.include_paths),
-                )
+                results = evaluate(lm, job, tasks)  # samples always: the records keep per-item values
                 if results is None:  # non-zero rank under data parallel: rank 0 writes
                     continue
                 samples = results.pop("samples", None) or {}
@@ -265,6 +268,55 @@ class LLMCompute:
                                        lm_fields(lm, job)), files
         finally:
             self._lm.clear_cache()  # the shared body's states and continuations belong to one task
+
+    def check_parity(self, lm: TruncLM, cell: Cell, tasks: list) -> dict[str, Any]:
+        """The engine's parity figure on the cell's first documents (llmtrunc.llm.parity); stops the run on a mismatch."""
+        if not self.parity_check:
+            return {"checked": False}
+        engine = evaluate(lm, cell.payload, tasks, parity.limit(cell.payload.settings.limit))
+        if engine is None:  # non-zero rank under data parallel
+            return {"checked": False}
+        return parity.compare(parity.responses(engine), self._hook_responses[cell.run_id], lm.record_extra["engine_dtype"])
+
+
+def evaluate(lm: TruncLM, job: LLMCell, tasks: list, limit: float | None = None) -> dict | None:
+    """lm-eval's simple_evaluate of `job`'s task on `lm`, samples included; `limit`: documents instead of the job's."""
+    import lm_eval
+
+    return lm_eval.simple_evaluate(
+        model=lm, tasks=tasks, num_fewshot=job.settings.num_fewshot, limit=job.settings.limit if limit is None else limit,
+        log_samples=True, apply_chat_template=job.settings.apply_chat_template, gen_kwargs=job.settings.gen_kwargs,
+        task_manager=task_manager(job.settings.include_paths))
+
+
+def hook_responses(cells: list[Cell]) -> dict[str, list[parity.Response]]:
+    """The hook path's responses to the first documents of every engine cell's task (run id -> responses): hf-trunc
+    on each source model with each cell's drop, every model loaded once and freed before any engine starts."""
+    import gc
+
+    import torch
+
+    found, lm, loaded = {}, None, None
+    groups: dict[Any, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.group, []).append(cell)  # one model and task
+    for members in groups.values():
+        settings = members[0].payload.settings
+        hooked = replace(settings, backend="hf")
+        if loaded != hooked:
+            lm = None
+            gc.collect()
+            lm, loaded = load_lm(hooked), hooked
+        tasks = built_tasks(members[0].payload)
+        for cell in members:
+            lm.set_drop(cell.payload.spec, cell.payload.at)
+            results = evaluate(lm, replace(cell.payload, settings=hooked), tasks, parity.limit(settings.limit))
+            found[cell.run_id] = parity.responses(results or {})
+    del lm
+    gc.collect()
+    if torch.cuda.is_available():  # the engines' memory
+        torch.cuda.empty_cache()
+    return found
 
 
 def lm_fields(lm: TruncLM, job: LLMCell) -> dict[str, Any]:

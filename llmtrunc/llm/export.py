@@ -13,9 +13,11 @@ Two weight edits give exactly that; hooks/<family>.yaml (`export`) lists those e
 
 The default is the family's first method: norm wherever the norm is known, being never larger and
 immune to that engine bug. Every export is verified before it is published: reloaded with
-transformers, it must give the hook path's logits on a fixed short input (`verify`). The drop, the
-method and the verification are recorded in config.json under `llmtrunc_drop` and in
-`llmtrunc_drop.json` beside it (written last: its presence marks a complete export).
+transformers, it must give the hook path's logits on a fixed short input (`verify`), and its tokenizer
+must encode sample prompts exactly as the source's (llmtrunc.llm.tokenizer_parity: the logits check runs
+on token ids, so it cannot see a tokenizer that lost BOS). The drop, the method and the verification
+are recorded in config.json under `llmtrunc_drop` and in `llmtrunc_drop.json` beside it (written last:
+its presence marks a complete export).
 
 Pre-norm drops cannot be expressed as weights: the final norm divides every dimension by the RMS
 of the whole vector, so zeroing dimensions before it rescales all the others. They are refused.
@@ -39,6 +41,7 @@ from llmtrunc.spec import DropSpec, Mask
 
 META_KEY = "llmtrunc_drop"
 META_FILE = "llmtrunc_drop.json"
+FORMAT = 2  # what an export holds; 2: its tokenizer is verified (earlier exports made under transformers 5.19 lack BOS)
 VIA = ("auto", *EXPORT_METHODS)
 # Max |logit difference| between the reloaded export and the hook path, per unit of the largest logit.
 # Both edits give the hook's hidden state bit for bit, so a correct export on the same kernels differs by 0.
@@ -248,7 +251,7 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     its tied embeddings) is unchanged afterwards. `exists`: what to do when `out` is not empty --
     "error", "overwrite", or "reuse" (keep a complete export already there: the cache mode).
     """
-    from llmtrunc.llm import hooks
+    from llmtrunc.llm import hooks, tokenizer_parity
 
     check_exportable(spec, at)
     out = Path(out)
@@ -259,7 +262,7 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     hidden = hooks.hidden_size(model)
     mask = spec.mask(hidden)
     edits, edit = _edits(model, arch, method, mask.dropped)
-    meta = drop_metadata(spec, mask.dropped, hidden, at, method, edit, source)
+    meta = {**drop_metadata(spec, mask.dropped, hidden, at, method, edit, source), "format": FORMAT}
     ids = verification_ids(model.config.get_text_config().vocab_size)
     reference, untruncated = _logits(model, ids, mask), _logits(model, ids)
     tolerance = TOLERANCE.get(str(model.dtype).removeprefix("torch."), 1e-2) * max(1.0, float(reference.abs().max()))
@@ -268,12 +271,13 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     try:
         with _applied(model, arch, edits, untie=method == "head"), dense_for_saving(model):
             model.save_pretrained(staging)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
         diff = verify(staging, model, reference, ids, tolerance)
         meta["verification"] = {"input_ids": ids[0].tolist(), "max_abs_logit_diff": diff, "tolerance": tolerance,
                                 "token_logprobs": _token_logprobs(reference, ids),
                                 "untruncated_token_logprobs": _token_logprobs(untruncated, ids)}
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+            meta["verification"]["tokenizer"] = tokenizer_parity.verify(tokenizer, staging, "export")
         _record(staging, meta)
         _publish(staging, out, exists)
     except BaseException:

