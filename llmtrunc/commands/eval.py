@@ -136,6 +136,7 @@ def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[st
     from llmtrunc.llm.evaluate import LLMCompute, llm_cells, use_data_dir
     from llmtrunc.llm.shared_body import SharedBodyLM
     from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
+    from llmtrunc.parallel import launched_size
     from llmtrunc.tables import print_scores
 
     install()  # the adaptations to lm-eval's internals (llmtrunc.llm.compat), before anything runs it
@@ -144,6 +145,9 @@ def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[st
     tasks = resolve_tasks(task_names, args.data_dir, args.hub_tasks, include)
     check_num_fewshot(tasks, args.num_fewshot)
     settings = [build_settings(args, model) for model in models]
+    if args.backend == "vllm" and launched_size() > 1:
+        raise LLMTruncError("--backend vllm parallelises inside its engine (--tensor-parallel-size, "
+                            "--data-parallel-size): start it as one process, not under torchrun or accelerate launch")
     if args.backend == "vllm" and not args.dry_run:
         from llmtrunc.llm.vllm_backend import delegate
 

@@ -86,7 +86,7 @@ class SharedBodyLM(HFTruncLM):
     def generate_until(self, requests, disable_tqdm: bool = False):
         if self._sharing and not self.separate_generation:
             self.separate_generation = self._why_not_shared(requests)
-            if self.separate_generation:
+            if self.separate_generation and self.rank == 0:
                 print(f"llmtrunc: {self.separate_generation}: this task's conditions run one by one through "
                       "transformers' generate (as --separate)", file=sys.stderr, flush=True)
         if not (self.shared and self._sharing) or self.separate_generation:

@@ -37,7 +37,7 @@ from llmtrunc.files import digest, slug
 from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
 from llmtrunc.llm.export import VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
-from llmtrunc.llm.protocol import TruncLM
+from llmtrunc.llm.protocol import CountsRequests, TruncLM
 from llmtrunc.record import drop_key
 from llmtrunc.spec import DropSpec, Mask
 
@@ -237,7 +237,7 @@ def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
 def _trunc_vllm_class():
     VLLM = import_lm_eval_vllm()
 
-    class TruncVLLM(VLLM, TruncLM):
+    class TruncVLLM(CountsRequests, VLLM, TruncLM):
         """lm-eval's VLLM on a checkpoint whose weights already carry one drop."""
 
         shared = False  # one engine per drop: nothing is shared between conditions
