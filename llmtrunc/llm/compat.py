@@ -149,7 +149,7 @@ class QuantizedLoadMixin:
             if quantization_config is not None:
                 raise LLMTruncError(f"the checkpoint is already quantised ({type(quantization_config).__name__}): "
                                     f"drop {quantization}")
-            quantization_config = bnb_config(str(quantization), str(bnb_4bit_compute_dtype))
+            quantization_config = bnb_config(str(quantization), str(bnb_4bit_compute_dtype), str(self.device))
             self.quantization = str(quantization)
         return super()._create_model(*args, quantization_config=quantization_config, **kwargs)
 
