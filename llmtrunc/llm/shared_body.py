@@ -297,9 +297,12 @@ class SharedBodyLM(HFTruncLM):
             return super()._model_call(inps, attn_mask, labels)
         with generation.capture_norm_input(self.arch, self.model) as captured:
             logits = super()._model_call(inps, attn_mask, labels)
+        # right-padded: a request's input is a prefix of its row. A lone row is unpadded and gives only its own
+        # request's states: a request whose input is a prefix of a longer one's then gets them from its own pass,
+        # as a separate run does, whichever requests share the process (data parallel: N processes equal one)
         lengths = sorted({len(x) for x in self._wanted})
-        for row, tokens in enumerate(inps.tolist()):  # right-padded: a request's input is a prefix of its row
-            for n in (n for n in lengths if n <= len(tokens)):
+        for row, tokens in enumerate(inps.tolist()):
+            for n in (n for n in lengths if n == len(tokens) or (n < len(tokens) and len(inps) > 1)):
                 for key in self._wanted.pop(tuple(tokens[:n]), ()):
                     self._states[key] = captured[0][row, n - key[1]: n].detach().clone()
                     self.body_passes += 1

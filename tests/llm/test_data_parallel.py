@@ -1,10 +1,11 @@
-"""Data parallel on this CPU: `llmtrunc sweep` launched as 2 processes by torchrun (gloo) against 1 process.
+"""Data parallel on this CPU: `llmtrunc sweep` and `attribute` launched as 2 processes by torchrun (gloo) against
+1 process.
 
 The 2-process records equal the 1-process ones value for value (stderr and per-item values included), for
-loglikelihood and for generation at batch size 1; each process scored about half of every cell's requests
-(counted: the records' requests_per_process); only rank 0 wrote cells and printed the table. A process that dies
-ends the run: rank 0's last line is one `llmtrunc: error:`, and the store holds complete cells only. The same on
-SmolLM2 and a second family from hooks/ is in the full tier.
+loglikelihood and for generation at batch size 1, and for attribution; each process scored about half of every
+cell's requests (counted: the records' requests_per_process); only rank 0 wrote cells and printed. A process that
+dies ends the run: rank 0's last line is one `llmtrunc: error:`, and the store holds complete cells only. The same
+on SmolLM2 and a second family from hooks/ is in the full tier.
 """
 
 import json
@@ -14,16 +15,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmtrunc.cli import main
 from llmtrunc.store import ResultsStore
 
 PROVENANCE = ["seconds", "time", "command", "world_size", "requests_per_process"]  # how and when, not what
 
-# torchrun runs this instead of the console script: it logs which rank writes which cell, and can make rank 1 die
-# (SIGKILL) as it starts the evaluation of cell KILL_AT.
+# torchrun runs this instead of the console script: the commands in $COMMANDS one after another in the same
+# processes (one start for all), logging which rank writes which cell; rank 1 can die (SIGKILL) as it starts the
+# evaluation of cell KILL_AT.
 LAUNCHED = """
-import os, signal, sys
+import json, os, signal, sys
 import lm_eval
 from llmtrunc.cli import main
 from llmtrunc.store import ResultsStore
@@ -42,17 +45,21 @@ def dying_evaluate(*args, **kwargs):
     return evaluate(*args, **kwargs)
 
 ResultsStore.write_run, lm_eval.simple_evaluate = logged_write, dying_evaluate
-sys.exit(main(sys.argv[1:]))
+for argv in json.loads(os.environ["COMMANDS"]):
+    code = main(argv)
+    if code:
+        sys.exit(code)
 """
 
 
-def launch(tmp: Path, args: list[str], kill_at: int = 0, timeout: int = 600) -> tuple[subprocess.CompletedProcess, dict]:
-    """`llmtrunc args` as 2 torchrun processes; the launcher's result and each rank's stdout and stderr."""
+def launch(tmp: Path, commands: list[list[str]], kill_at: int = 0,
+           timeout: int = 600) -> tuple[subprocess.CompletedProcess, dict]:
+    """The llmtrunc `commands` in 2 torchrun processes; the launcher's result and each rank's stdout and stderr."""
     script = tmp / "launched.py"
     script.write_text(LAUNCHED)
-    env = {**os.environ, "WRITES_LOG": str(tmp / "writes.log"), "KILL_AT": str(kill_at)}
+    env = {**os.environ, "WRITES_LOG": str(tmp / "writes.log"), "KILL_AT": str(kill_at), "COMMANDS": json.dumps(commands)}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "--log-dir", str(tmp / "logs"), "--redirects", "3", str(script), *args],
+                          "--log-dir", str(tmp / "logs"), "--redirects", "3", str(script)],
                          capture_output=True, text=True, timeout=timeout, env=env)
     streams = {}
     for path in (tmp / "logs").rglob("*.log"):  # <log dir>/<run id>/attempt_0/<rank>/{stdout,stderr}.log
@@ -61,56 +68,79 @@ def launch(tmp: Path, args: list[str], kill_at: int = 0, timeout: int = 600) -> 
 
 
 def comparable(store) -> list[dict]:
-    rows = [{k: v for k, v in r.to_json().items() if k not in PROVENANCE} for r in ResultsStore(store).all_records()]
+    rows = [{k: v for k, v in r.to_json().items() if k not in PROVENANCE and k != "seconds_by_part"}
+            for r in ResultsStore(store).all_records()]
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def commands(model, store: Path) -> list[list[str]]:
+    """A sweep (loglikelihood and generation: shared body and shared generation) and an attribution."""
+    common = ["--model", str(model), "--tasks", "arc_easy", "--limit", "5"]
+    return [["sweep", *common[:3], "arc_easy,gsm8k", *common[4:], "--drop", "first-half,last-half",
+             "--gen-kwargs", "max_gen_toks=8", "--results-dir", str(store / "sweep")],
+            ["attribute", *common, "--k", "50", "--seeds", "0", "--results-dir", str(store / "attribute")]]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_checkpoint):
-    """One sweep (loglikelihood and generation, shared body and shared generation) in 1 process and in 2."""
+    """The commands in 1 process and in 2. Each launched process computes with one thread (torchrun sets
+    OMP_NUM_THREADS=1), and a CPU's matrix products round differently with another thread count: the 1-process
+    reference runs with one thread too."""
     tmp = tmp_path_factory.mktemp("data-parallel")
-    args = ["sweep", "--model", str(tiny_checkpoint), "--tasks", "arc_easy,gsm8k", "--drop", "first-half,last-half",
-            "--limit", "5", "--gen-kwargs", "max_gen_toks=8"]
-    assert main(args + ["--results-dir", str(tmp / "one")]) == 0
-    run, streams = launch(tmp, args + ["--results-dir", str(tmp / "two")])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for argv in commands(tiny_checkpoint, tmp / "one"):
+            assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    run, streams = launch(tmp, commands(tiny_checkpoint, tmp / "two"))
     assert run.returncode == 0, run.stderr[-3000:]
     return tmp, run, streams
 
 
-def test_two_processes_give_the_records_of_one(runs):
+@pytest.mark.parametrize("command, records", [("sweep", 3 * (2 + 2)), ("attribute", 2 * 24 + 6 + 3 * 3)])
+def test_two_processes_give_the_records_of_one(runs, command, records):
+    """sweep: 3 conditions x (arc_easy acc, acc_norm; gsm8k's two filters); attribute: 2 per dimension, the full
+    model's 3, the 3 sets' counts, 3 metrics of each of the 3 selections (degrading, improving, random@0)."""
     tmp, _, _ = runs
-    one, two = comparable(tmp / "one"), comparable(tmp / "two")
-    assert len(one) == len(two) == 3 * (2 + 2)  # 3 conditions x (arc_easy acc, acc_norm; gsm8k's two filters)
+    one, two = comparable(tmp / "one" / command), comparable(tmp / "two" / command)
+    assert len(one) == len(two) == records
     assert two == one  # values, stderr, per-item values, drop indices: everything but the provenance
-    assert {r.extra["world_size"] for r in ResultsStore(tmp / "two").all_records()} == {2}
-    assert {r.extra["world_size"] for r in ResultsStore(tmp / "one").all_records()} == {1}
+    assert {r.extra["world_size"] for r in ResultsStore(tmp / "two" / command).all_records()} == {2}
+    assert {r.extra["world_size"] for r in ResultsStore(tmp / "one" / command).all_records()} == {1}
 
 
 def test_each_process_scored_about_half_of_every_cell(runs):
     tmp, _, streams = runs
-    alone = {r.run_id: r.extra["requests_per_process"] for r in ResultsStore(tmp / "one").all_records()}
-    split = {r.run_id: r.extra["requests_per_process"] for r in ResultsStore(tmp / "two").all_records()}
-    assert alone.keys() == split.keys() and len(split) == 6
+    alone = {r.run_id: r.extra["requests_per_process"] for c in ("sweep", "attribute")
+             for r in ResultsStore(tmp / "one" / c).all_records()}
+    split = {r.run_id: r.extra["requests_per_process"] for c in ("sweep", "attribute")
+             for r in ResultsStore(tmp / "two" / c).all_records()}
+    assert alone.keys() == split.keys() and len(split) == 7
     for rid, (first, second) in split.items():
-        per_doc = 5 if "arc_easy" in rid else 1  # lm-eval pads the shorter share with one document's requests
-        assert alone[rid] == [20] if per_doc == 5 else [5]  # 5 documents: 4 choices each, or one generation each
-        assert abs(first - second) <= per_doc and alone[rid][0] <= first + second <= alone[rid][0] + per_doc
-    said = streams[(0, "stderr")]
-    assert "requests per process: 12 + 12" in said.replace("\n", " ")  # the split as the run prints it: 3 + 2 documents
+        per_doc = 1 if "gsm8k" in rid else 5  # a generation, or up to 5 answer choices, per document
+        assert len(alone[rid]) == 1 and alone[rid][0] == 5 * (1 if per_doc == 1 else 4)  # 5 documents, ARC's 4 choices
+        # rank 0 scores documents 0, 2, 4 and rank 1 documents 1, 3, padded by lm-eval to as many requests
+        assert first == second and alone[rid][0] < first + second <= alone[rid][0] + per_doc
+    said = streams[(0, "stderr")].replace("\n", " ")
+    assert "requests per process: 12 + 12" in said and "requests per process: 3 + 3" in said  # arc_easy, gsm8k
 
 
 def test_only_rank_0_writes_and_prints(runs):
     tmp, _, streams = runs
     writes = (tmp / "writes.log").read_text().split()
-    assert writes[0::2] == ["0"] * 6 and len(set(writes[1::2])) == 6
-    assert "retention" in streams[(0, "stdout")] and streams[(1, "stdout")] == ""
-    assert "results store:" in streams[(0, "stderr")] and "results store:" not in streams[(1, "stderr")]
+    assert writes[0::2] == ["0"] * 7 and len(set(writes[1::2])) == 7
+    printed = streams[(0, "stdout")]
+    assert printed.count("retention =") == 1 and printed.count("most degrading:") == 1 and streams[(1, "stdout")] == ""
+    assert streams[(0, "stderr")].count("results store:") == 2 and "results store:" not in streams[(1, "stderr")]
 
 
+@pytest.mark.slow
 def test_a_dying_process_ends_the_run_in_one_line_and_leaves_no_partial_cell(tmp_path, tiny_checkpoint):
     args = ["sweep", "--model", str(tiny_checkpoint), "--tasks", "arc_easy", "--drop", "first-half,last-half",
             "--limit", "5", "--results-dir", str(tmp_path / "store")]
-    run, streams = launch(tmp_path, args, kill_at=2)
+    run, streams = launch(tmp_path, [args], kill_at=2)
     assert run.returncode != 0
     last = streams[(0, "stderr")].strip().splitlines()[-1]
     assert last.startswith("llmtrunc: error: ") and "the cells in flight were not written" in last
