@@ -36,7 +36,9 @@ class Processes:
         return self.rank == 0
 
     def gather(self, value: Any) -> list[Any] | None:
-        """Every process's `value`, in rank order, on rank 0; None on the others."""
+        """Every process's `value`, in rank order, on rank 0; None on the others. The others return once rank 0
+        holds every value: a gloo send completes before it is received, and a process that then left at once cut
+        the transfer off (std::terminate: "terminate called without an active exception")."""
         if self.size == 1:
             return [value]
         import torch.distributed as dist
@@ -44,6 +46,7 @@ class Processes:
         found = [None] * self.size if self.main else None
         with lost_process():
             dist.gather_object(value, found, dst=0)
+            dist.barrier()
         return found
 
     def share(self, value: Any) -> Any:

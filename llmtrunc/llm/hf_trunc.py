@@ -69,8 +69,11 @@ class HFTruncLM(CountsRequests, QuantizedLoadMixin, HFLM, TruncLM):
 
     def gather_object(self, obj, dst=0):
         """lm-eval's evaluator gathers every process's per-document values: in one process's order, so that N
-        processes aggregate exactly as one (llmtrunc.llm.compat.as_one_process)."""
-        return as_one_process(super().gather_object(obj, dst))
+        processes aggregate exactly as one (llmtrunc.llm.compat.as_one_process), and the senders return only once
+        `dst` holds them (why: llmtrunc.parallel.Processes.gather)."""
+        gathered = super().gather_object(obj, dst)
+        self.barrier()
+        return as_one_process(gathered)
 
     @property
     def record_extra(self) -> dict:

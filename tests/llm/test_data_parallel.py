@@ -174,3 +174,4 @@ def test_smollm2_and_gemma3_two_processes_give_the_records_of_one(tmp_path):
         assert abs(first - second) <= 5 and record.extra["world_size"] == 2
     assert (tmp_path / "writes.log").read_text().split()[0::2] == ["0"] * 12
     assert streams[(0, "stdout")].count("retention =") == 1 and streams[(1, "stdout")] == ""
+
