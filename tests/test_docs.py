@@ -1,8 +1,8 @@
 """Every command in README.md and docs/ parses: a reader who copies one gets a run, not a usage error.
 
 Commands come from the ```bash blocks (continuation lines joined, `&&` chains split, leading `VAR=value`
-assignments skipped). `llmtrunc ...` goes through the CLI's own parser, `python -m llmtrunc.lm_eval ...`
-(also under `accelerate launch`) through lm-eval's, `python scripts/X.py ...` through the script's own
+assignments skipped). `llmtrunc ...` (also `-m llmtrunc.cli ...` under a launcher: torchrun, `accelerate launch`)
+goes through the CLI's own parser, `python -m llmtrunc.lm_eval ...` (also under a launcher) through lm-eval's, `python scripts/X.py ...` through the script's own
 argparse (stopped right after parsing), and `bash scripts/X.sh` must name a script that exists. Nothing runs.
 """
 
@@ -50,10 +50,19 @@ def lm_eval_args(words: list[str]) -> list[str] | None:
     return None
 
 
+def cli_args(words: list[str]) -> list[str] | None:
+    """The llmtrunc arguments of `llmtrunc ...` or of a launcher's `-m llmtrunc.cli ...`."""
+    if words[0] == "llmtrunc":
+        return words[1:]
+    if "llmtrunc.cli" in words and words[words.index("llmtrunc.cli") - 1] == "-m":
+        return words[words.index("llmtrunc.cli") + 1:]
+    return None
+
+
 def check(words: list[str], monkeypatch) -> str:
     """Parse one command; returns what kind it was."""
-    if words[0] == "llmtrunc":
-        build_parser().parse_args(words[1:])
+    if cli_args(words) is not None:
+        build_parser().parse_args(cli_args(words))
         return "llmtrunc"
     if lm_eval_args(words) is not None:
         from lm_eval._cli import HarnessCLI
@@ -90,7 +99,7 @@ def test_every_documented_command_parses(page, words, monkeypatch):
 def test_the_pages_hold_commands_of_every_kind():
     kinds = {}
     for _, words in ALL:
-        kind = "llmtrunc" if words[0] == "llmtrunc" else "lm-eval" if lm_eval_args(words) is not None else words[0]
+        kind = "llmtrunc" if cli_args(words) is not None else "lm-eval" if lm_eval_args(words) is not None else words[0]
         kinds[kind] = kinds.get(kind, 0) + 1
     assert kinds["llmtrunc"] >= 30 and kinds["lm-eval"] >= 2 and kinds["python"] >= 3
     for page in PAGES:

@@ -26,8 +26,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallelize", action="store_true",
                         help="split a model larger than one GPU over all visible GPUs (device_map=auto)")
     quant = parser.add_mutually_exclusive_group()
-    quant.add_argument("--load-in-8bit", action="store_true", help="bitsandbytes 8-bit weights (extra: llmtrunc[quant], CUDA)")
-    quant.add_argument("--load-in-4bit", action="store_true", help="bitsandbytes 4-bit weights (extra: llmtrunc[quant], CUDA)")
+    quant.add_argument("--load-in-8bit", action="store_true",
+                       help="bitsandbytes 8-bit weights (LLM.int8; CPU or GPU, as the installed bitsandbytes supports)")
+    quant.add_argument("--load-in-4bit", action="store_true",
+                       help="bitsandbytes 4-bit NF4 weights (CPU or GPU, as the installed bitsandbytes supports)")
     parser.add_argument("--backend", default="hf", choices=("hf", "vllm"),
                         help="hf (hooks; default) or vllm (post-norm drops exported into the weights)")
     add_via_option(parser)
@@ -107,7 +109,8 @@ def build_settings(args, model: str):
         if limit <= 0:
             raise LLMTruncError("--limit must be positive")
         limit = int(limit) if limit >= 1 else limit
-    _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
+    device = resolve_device(args.device)
+    _, quantization = hf_model_kwargs(load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit, device=device)
     if args.via != "auto" and args.backend != "vllm":
         raise LLMTruncError("--via chooses how --backend vllm writes a drop into the weights; the hf backend uses hooks")
     if args.no_parity_check and args.backend != "vllm":
@@ -116,7 +119,7 @@ def build_settings(args, model: str):
     return RunSettings(
         model=resolve_model(model), revision=args.revision, dtype=args.dtype, num_fewshot=args.num_fewshot,
         limit=limit, apply_chat_template=args.apply_chat_template, gen_kwargs=args.gen_kwargs,
-        batch_size=str(args.batch_size), device=resolve_device(args.device), quantization=quantization,
+        batch_size=str(args.batch_size), device=device, quantization=quantization,
         backend=args.backend, include_paths=tuple(args.include_path or ()),
         extra_model_args={"parallelize": True} if args.parallelize else {}, export_via=args.via,
         # attribute has no profile-based drops, hence no --calibration flags
@@ -142,6 +145,7 @@ def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[st
     from llmtrunc.llm.evaluate import LLMCompute, llm_cells, use_data_dir
     from llmtrunc.llm.shared_body import SharedBodyLM
     from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
+    from llmtrunc.parallel import launched_size
     from llmtrunc.tables import print_scores
 
     install()  # the adaptations to lm-eval's internals (llmtrunc.llm.compat), before anything runs it
@@ -150,6 +154,9 @@ def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[st
     tasks = resolve_tasks(task_names, args.data_dir, args.hub_tasks, include)
     check_num_fewshot(tasks, args.num_fewshot)
     settings = [build_settings(args, model) for model in models]
+    if args.backend == "vllm" and launched_size() > 1:
+        raise LLMTruncError("--backend vllm parallelises inside its engine (--tensor-parallel-size, "
+                            "--data-parallel-size): start it as one process, not under torchrun or accelerate launch")
     if args.backend == "vllm" and not args.dry_run:
         from llmtrunc.llm.vllm_backend import delegate
 

@@ -86,20 +86,19 @@ def grid_specs(args, default_drop: str = "none"):
 
 
 def execute(args, cells, compute, store: ResultsStore, check=None, recompute: bool = False) -> list[str] | None:
-    """Shard, then list (--dry-run) or run the cells with the one runner; the run ids, None for a dry run."""
-    from rich.console import Console
-
-    from llmtrunc.runner import Runner, describe, parse_shard, shard
+    """Shard, then list (--dry-run) or run the cells with the one runner; the run ids (none on a data-parallel
+    process other than rank 0, which reports for all), None for a dry run."""
+    from llmtrunc.runner import Runner, parse_shard, shard
 
     index, total = parse_shard(getattr(args, "shard", None))
     mine = shard(cells, index, total)
-    console = Console(stderr=True)
+    runner = Runner(store, recompute=recompute)
     if total > 1:
-        console.print(f"shard {index}/{total}: {len(mine)} of {len(cells)} cells")
+        runner.console.print(f"shard {index}/{total}: {len(mine)} of {len(cells)} cells")
     if getattr(args, "dry_run", False):
-        print("\n".join(describe(mine, store)))
+        runner.list(mine)
         return None
     store.check_writable()
-    run_ids = Runner(store, console, recompute).run(mine, compute, check)
-    console.print(f"results store: {store.root}")
+    run_ids = runner.run(mine, compute, check)
+    runner.console.print(f"results store: {store.root}")
     return run_ids

@@ -38,8 +38,9 @@ from tqdm import tqdm
 
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.compat import metric_names
-from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm
+from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, split_fields
 from llmtrunc.llm.tasks import TaskRef, task_manager
+from llmtrunc.parallel import Processes, processes
 from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.selection import n_drop, ranked_selection, share, split_sets
@@ -264,7 +265,11 @@ def attribution_cells(settings: list[RunSettings], tasks: list[TaskRef], ks: lis
 
 class AttributionCompute:
     """The runner's compute function: lm-eval's own baseline (which keeps the body's states), every single
-    removal from them, then the selection comparison; one model load for every cell of the same settings."""
+    removal from them, then the selection comparison; one model load for every cell of the same settings. Under
+    data parallel the baseline's requests (the body) are split over the processes and rank 0 computes the
+    removals from everyone's kept states."""
+
+    data_parallel = True
 
     def __init__(self, loaded=None):
         """`loaded`: a SharedBodyLM already loaded for the cells' settings (tests and benchmarks share one)."""
@@ -296,7 +301,8 @@ class AttributionCompute:
                 records = attribute(lm, job, cell)
             finally:
                 lm.clear_cache()
-            yield cell, records, {"settings.json": cell.key}
+            if records is not None:  # None: a process other than rank 0, which has the records
+                yield cell, records, {"settings.json": cell.key}
 
 
 def task_of(job: AttributionJob):
@@ -311,31 +317,37 @@ def task_of(job: AttributionJob):
     return task
 
 
-def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record]:
+def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record] | None:
+    """The cell's records (None on a data-parallel process other than rank 0)."""
     import lm_eval
 
     task = task_of(job)
     run = job.settings
     lm.set_drop(DropSpec("none"))
+    lm.requests_scored.clear()
     start = time.perf_counter()
     results = lm_eval.simple_evaluate(model=lm, tasks=[task], num_fewshot=run.num_fewshot, limit=run.limit,
                                       apply_chat_template=run.apply_chat_template,
                                       task_manager=task_manager(run.include_paths))
+    team = processes()
+    split = team.gather(sum(lm.requests_scored.values()))
+    kept = gathered_requests(lm, task.instances, team)  # the requests lm-eval built and scored; their states are kept
+    if kept is None:
+        return None
     lm_eval_scores = next(iter(results["results"].values()))
-    instances = task.instances  # the requests lm-eval built and scored; their states are kept
-    keys = lm.keep(instances)
+    instances, keys, states = kept
     choices = Choices.of(task, instances)
     baseline_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    rows = kept_rows(lm, keys)
-    with tqdm(desc="Attribution (moment passes, then direct pairs)", disable=lm.rank != 0) as bar:
+    rows = kept_rows(lm, keys, states)
+    with tqdm(desc="Attribution (moment passes, then direct pairs)") as bar:
         single = rows.single_removals(bar)
     attribution_seconds = time.perf_counter() - start
     base = choices.scores(single.base)
     removed = choices.scores(single.removed.T)  # metric -> (d,)
     delta = {name: removed[name] - base[name] for name in base}
     start = time.perf_counter()
-    selection = select(rows, choices, delta, job, lm.rank != 0)
+    selection = select(rows, choices, delta, job)
     selection_seconds = time.perf_counter() - start
     dim = lm.hidden_size
     seconds = {"baseline": round(baseline_seconds, 2), "attribution": round(attribution_seconds, 2),
@@ -346,7 +358,7 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record]:
         data=settings["task_sha256"], dim=dim, at="post-norm", num_fewshot=run.num_fewshot,
         limit=run.limit, seconds=round(sum(seconds.values()), 1), analysis="attribution", method=METHOD,
         lm_eval_task=job.task.lm_eval_name, dtype=run.dtype,
-        n_docs=len(choices.doc_ids), n_requests=len(keys), ks=list(job.ks), seeds=list(job.seeds))
+        n_docs=len(choices.doc_ids), n_requests=len(keys), ks=list(job.ks), seeds=list(job.seeds), **split_fields(split))
     records = []
     for j in range(dim):
         single_drop = {"drop": f"single:{j}", "drop_family": "single", "drop_kind": "single", "dropped_indices": [j],
@@ -388,19 +400,31 @@ def selections(delta: dict[str, np.ndarray], dim: int, ks, seeds) -> list[tuple[
     return out
 
 
-def select(rows: KeptRows, choices: Choices, delta: dict[str, np.ndarray], job: AttributionJob,
-           quiet: bool = False) -> list[tuple]:
+def select(rows: KeptRows, choices: Choices, delta: dict[str, np.ndarray], job: AttributionJob) -> list[tuple]:
     """Every selection removed together, scored exactly from the kept rows: (condition, K, seed, dims,
     per-document metrics) each."""
     chosen = selections(delta, rows.dim, job.ks, job.seeds)
-    with tqdm(desc="Selection", disable=quiet) as bar:
+    with tqdm(desc="Selection") as bar:
         lls = rows.removed_sets([dims for *_, dims in chosen], bar)
     return [(*selection, choices.items(ll)) for selection, ll in zip(chosen, lls)]
 
 
-def kept_rows(lm, keys) -> KeptRows:
-    """The shared body's kept states of `keys` and their continuation tokens, as the LM head scores them."""
-    return KeptRows(lm.model, lm.arch, [lm.kept(k) for k in keys], [list(full[len(full) - n:]) for full, n in keys])
+def gathered_requests(lm, instances, team: Processes) -> tuple[list, list, list[torch.Tensor]] | None:
+    """Every process's scored requests, their keys and kept states, on rank 0 in one process's order (by document,
+    then choice); None on the other processes. Each process kept the states of its own share of the requests."""
+    keys = lm.keep(instances)
+    mine = [(instance, key, lm.kept(key).cpu()) for instance, key in zip(instances, keys)]
+    shares = team.gather(mine)
+    if shares is None:
+        return None
+    every = sorted((row for share in shares for row in share), key=lambda row: (row[0].doc_id, row[0].idx))
+    return [r[0] for r in every], [r[1] for r in every], [r[2].to(lm.device) for r in every]
+
+
+def kept_rows(lm, keys, states: list[torch.Tensor] | None = None) -> KeptRows:
+    """The kept states of `keys` (default: the shared body's) and their continuation tokens, as the LM head scores them."""
+    states = [lm.kept(k) for k in keys] if states is None else states
+    return KeptRows(lm.model, lm.arch, states, [list(full[len(full) - n:]) for full, n in keys])
 
 
 def selection_drop(condition: str, k: int | float, seed: int | None, dims, dim: int) -> dict:

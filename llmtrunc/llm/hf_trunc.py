@@ -6,7 +6,9 @@ Follows lm-eval's own `steered` model: a subclass of HFLM that hooks the loaded 
 llmtrunc's model aliases as `pretrained=`. With `drop=none` no hook is attached at all, so the
 computation is plain lm-eval HF, bit for bit. Profile-based drops (outliers, top:K ...) resolve
 against the loaded model's activation profile at their position (llmtrunc.llm.calibration),
-computed or read from the profile cache once per position.
+computed or read from the profile cache once per position. Launched as several processes (torchrun,
+`accelerate launch`), it splits lm-eval's requests over them on CPUs as on GPUs (llmtrunc.parallel,
+llmtrunc.llm.compat.data_parallel).
 """
 
 from __future__ import annotations
@@ -19,16 +21,17 @@ from lm_eval.models.huggingface import HFLM
 from llmtrunc.llm import hooks
 from llmtrunc.llm.architectures import check_position
 from llmtrunc.llm.calibration import Calibration, model_profile
-from llmtrunc.llm.compat import QuantizedLoadMixin, install
+from llmtrunc.llm.compat import QuantizedLoadMixin, as_one_process, data_parallel, install
 from llmtrunc.llm.gguf import dense_copy
 from llmtrunc.llm.models import MODELS, resolve_model
-from llmtrunc.llm.protocol import TruncLM
+from llmtrunc.llm.protocol import CountsRequests, TruncLM
+from llmtrunc.parallel import processes
 from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 
 @register_model("hf-trunc")
-class HFTruncLM(QuantizedLoadMixin, HFLM, TruncLM):
+class HFTruncLM(CountsRequests, QuantizedLoadMixin, HFLM, TruncLM):
     shared = False  # every condition runs the full model (SharedBodyLM shares the body)
     compute = "separate"
 
@@ -53,7 +56,9 @@ class HFTruncLM(QuantizedLoadMixin, HFLM, TruncLM):
         if dense is not None:  # a local GGUF loads from its dense copy: the same weights, config and tokenizer
             pretrained = str(dense)
             del kwargs["gguf_file"]
+        processes()  # under torchrun / accelerate launch: join the process group (gloo on CPUs) before HFLM's Accelerator
         super().__init__(pretrained=pretrained, **kwargs)
+        data_parallel(self)  # lm-eval splits requests over the processes only on GPUs otherwise (llmtrunc.llm.compat)
         self.drop_hooks: hooks.Truncation | None = None  # not `truncation`: HFLM uses that name
         self.profiles: dict[str, Profile] = {}
         self.set_drop(spec, at)
@@ -61,6 +66,14 @@ class HFTruncLM(QuantizedLoadMixin, HFLM, TruncLM):
     @property
     def hidden_size(self) -> int:
         return hooks.hidden_size(self.model)
+
+    def gather_object(self, obj, dst=0):
+        """lm-eval's evaluator gathers every process's per-document values: in one process's order, so that N
+        processes aggregate exactly as one (llmtrunc.llm.compat.as_one_process), and the senders return only once
+        `dst` holds them (why: llmtrunc.parallel.Processes.gather)."""
+        gathered = super().gather_object(obj, dst)
+        self.barrier()
+        return as_one_process(gathered)
 
     @property
     def record_extra(self) -> dict:

@@ -6,6 +6,7 @@ LM (llmtrunc.llm.vllm_backend) implement it; LLMCompute relies on it instead of 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ class TruncLM(Protocol):
 
     shared: bool  # whether the conditions of a group share the model's computation (records: compute)
     record_extra: dict[str, Any]  # the backend's own record fields (vLLM: engine version, export method, check)
+    requests_scored: Counter  # requests lm-eval handed this process, by type (CountsRequests)
 
     @property
     def compute(self) -> str:
@@ -42,3 +44,25 @@ class TruncLM(Protocol):
 
     def clear_cache(self) -> None:
         """Forget what was kept for the group just scored."""
+
+
+class CountsRequests:
+    """Counts the requests lm-eval hands an LM, by request type: under data parallel, this process's share
+    (LLMCompute gathers the counts; records carry them as `requests_per_process`). Put it before the lm-eval
+    class in the bases."""
+
+    @property
+    def requests_scored(self) -> Counter:
+        return self.__dict__.setdefault("_requests_scored", Counter())
+
+    def loglikelihood(self, requests, *args, **kwargs):
+        self.requests_scored["loglikelihood"] += len(requests)
+        return super().loglikelihood(requests, *args, **kwargs)
+
+    def loglikelihood_rolling(self, requests, *args, **kwargs):
+        self.requests_scored["loglikelihood_rolling"] += len(requests)
+        return super().loglikelihood_rolling(requests, *args, **kwargs)
+
+    def generate_until(self, requests, *args, **kwargs):
+        self.requests_scored["generate_until"] += len(requests)
+        return super().generate_until(requests, *args, **kwargs)

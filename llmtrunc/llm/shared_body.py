@@ -86,7 +86,7 @@ class SharedBodyLM(HFTruncLM):
     def generate_until(self, requests, disable_tqdm: bool = False):
         if self._sharing and not self.separate_generation:
             self.separate_generation = self._why_not_shared(requests)
-            if self.separate_generation:
+            if self.separate_generation and self.rank == 0:
                 print(f"llmtrunc: {self.separate_generation}: this task's conditions run one by one through "
                       "transformers' generate (as --separate)", file=sys.stderr, flush=True)
         if not (self.shared and self._sharing) or self.separate_generation:
@@ -297,9 +297,12 @@ class SharedBodyLM(HFTruncLM):
             return super()._model_call(inps, attn_mask, labels)
         with generation.capture_norm_input(self.arch, self.model) as captured:
             logits = super()._model_call(inps, attn_mask, labels)
+        # right-padded: a request's input is a prefix of its row. A lone row is unpadded and gives only its own
+        # request's states: a request whose input is a prefix of a longer one's then gets them from its own pass,
+        # as a separate run does, whichever requests share the process (data parallel: N processes equal one)
         lengths = sorted({len(x) for x in self._wanted})
-        for row, tokens in enumerate(inps.tolist()):  # right-padded: a request's input is a prefix of its row
-            for n in (n for n in lengths if n <= len(tokens)):
+        for row, tokens in enumerate(inps.tolist()):
+            for n in (n for n in lengths if n == len(tokens) or (n < len(tokens) and len(inps) > 1)):
                 for key in self._wanted.pop(tuple(tokens[:n]), ()):
                     self._states[key] = captured[0][row, n - key[1]: n].detach().clone()
                     self.body_passes += 1

@@ -21,6 +21,7 @@ engine that ignores the edit (vLLM issue 6758: a tied head read from the embeddi
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import os
@@ -37,7 +38,7 @@ from llmtrunc.files import digest, slug
 from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
 from llmtrunc.llm.export import FORMAT, VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
-from llmtrunc.llm.protocol import TruncLM
+from llmtrunc.llm.protocol import CountsRequests, TruncLM
 from llmtrunc.record import drop_key
 from llmtrunc.spec import DropSpec, Mask
 
@@ -191,14 +192,15 @@ def checkpoint_config(pretrained: str | Path, revision: str | None = None) -> di
     return {**config, **(config.get("text_config") or {})}
 
 
-def engine_kwargs(dtype: str, config: Mapping[str, Any], **given: Any) -> tuple[str, dict[str, Any]]:
+def engine_kwargs(dtype: str, config: Mapping[str, Any], parallel: tuple[int, int] = (1, 1),
+                  **given: Any) -> tuple[str, dict[str, Any]]:
     """The dtype and extra VLLM arguments under which the engine computes what the HF backend does.
 
     `auto` becomes the checkpoint's stored dtype, as in transformers: vLLM's own `auto` runs a float32
     checkpoint (a dequantised GGUF) in bfloat16 on CPU, which moves loglikelihoods by up to 0.4. On the
     CPU platform also: eager mode (torch.compile costs 40-70 s per engine start and gains nothing at
     this scale) and a fixed KV cache (gpu_memory_utilization is a share of host RAM there, and the
-    worker refuses to start unless that much is free).
+    worker refuses to start unless that much is free); `parallel` (tensor, data parallel sizes): `cpu_parallel`.
     """
     from vllm.platforms import current_platform
 
@@ -208,7 +210,27 @@ def engine_kwargs(dtype: str, config: Mapping[str, Any], **given: Any) -> tuple[
         given.setdefault("enforce_eager", True)
         if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
             given.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+        cpu_parallel(*map(int, parallel))
     return dtype, given
+
+
+def cpu_parallel(tensor_parallel_size: int, data_parallel_size: int) -> None:
+    """What the CPU engine needs to run in parallel, or a one-line refusal where it cannot.
+
+    Tensor parallel: the engine binds each worker's threads to a NUMA node of its own and refuses more workers
+    than nodes ("Not enough allowed NUMA nodes to bind threads of 2 local CPUWorkers"); on fewer nodes the
+    allowed CPUs are dealt to the workers in turn (VLLM_CPU_OMP_THREADS_BIND, "0|1" on a 2-core machine), unless
+    the variable is set. Data parallel: lm-eval runs each replica as a Ray actor that asks for
+    tensor_parallel_size GPUs, which a CPU machine never has (the actors wait forever)."""
+    if data_parallel_size > 1:
+        raise LLMTruncError("vLLM's data parallel needs GPUs: lm-eval starts each replica as a Ray actor that asks for "
+                            f"{tensor_parallel_size} GPU(s), which this CPU engine never has; use "
+                            "--tensor-parallel-size, or data parallel of the hf backend (torchrun, docs/scale-out.md)")
+    nodes = len(glob.glob("/sys/devices/system/node/node[0-9]*")) or 1
+    cpus = sorted(os.sched_getaffinity(0))
+    if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and nodes < tensor_parallel_size <= len(cpus):
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(
+            ",".join(map(str, cpus[rank::tensor_parallel_size])) for rank in range(tensor_parallel_size))
 
 
 def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -238,7 +260,7 @@ def engine_check(lm, verification: Mapping[str, Any] | None) -> dict[str, Any]:
 def _trunc_vllm_class():
     VLLM = import_lm_eval_vllm()
 
-    class TruncVLLM(VLLM, TruncLM):
+    class TruncVLLM(CountsRequests, VLLM, TruncLM):
         """lm-eval's VLLM on a checkpoint whose weights already carry one drop."""
 
         shared = False  # one engine per drop: nothing is shared between conditions
@@ -264,7 +286,9 @@ def _trunc_vllm_class():
                 self.close()
                 raise
             self.record_extra = {"engine_version": vllm_version(), "export_method": export.get("method"),
-                                 "engine_dtype": self.model_args["dtype"], "engine_check": check}
+                                 "engine_dtype": self.model_args["dtype"], "engine_check": check,
+                                 "tensor_parallel_size": self.tensor_parallel_size,
+                                 "data_parallel_size": self.data_parallel_size}
 
         @property
         def hidden_size(self) -> int:
@@ -318,8 +342,23 @@ def engine_errors() -> Iterator[None]:
         raise
     except Exception as exc:
         close_engines()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise LLMTruncError(f"the vLLM engine failed: {type(exc).__name__}{': ' + first if first else ''}") from exc
+        why = reason(exc)
+        raise LLMTruncError(f"the vLLM engine failed: {type(exc).__name__}{': ' + why if why else ''}") from exc
+
+
+def reason(exc: Exception) -> str:
+    """An engine exception's reason in one line. vLLM checks its configuration with pydantic, whose ValidationError
+    starts with a count ("1 validation error for VllmConfig") and gives each reason on a line below: those are kept."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            found = [str(error.get("msg", "")).strip() for error in errors()]
+        except Exception:  # not pydantic's errors(): the first line is all there is
+            found = []
+        return "; ".join(filter(None, [first, *found]))
+    return first
 
 
 def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_parallel_size: int = 1,
@@ -351,7 +390,8 @@ def vllm_lm(settings: Any, spec: DropSpec, at: str = "post-norm", tensor_paralle
     if recorded is not None and tuple(recorded["indices"]) != mask.dropped:
         raise LLMTruncError(f"export {checkpoint} records other indices than {spec.name}: delete it and rerun")
     cls = _trunc_vllm_class()
-    dtype, vllm_kwargs = engine_kwargs(data.get("dtype", "auto"), config, **vllm_kwargs)
+    dtype, vllm_kwargs = engine_kwargs(data.get("dtype", "auto"), config, (tensor_parallel_size, data_parallel_size),
+                                       **vllm_kwargs)
     args = vllm_model_args(checkpoint, tensor_parallel_size, data_parallel_size, dtype, batch, revision, **vllm_kwargs)
     close_engines()  # one engine at a time: a sweep's next drop replaces the last
     return cls(**args, llmtrunc_spec=spec, llmtrunc_at=at, llmtrunc_mask=mask, llmtrunc_export=recorded)

