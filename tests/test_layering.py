@@ -109,3 +109,32 @@ def test_cycles_finds_a_cycle():
 
 def test_no_import_cycles():
     assert cycles(GRAPH) == []
+
+
+def attributes(path: Path, names: set[str]) -> list[int]:
+    """The lines of `path` that read or write one of the attributes `names` (obj.__dict__, cls.__new__ ...)."""
+    tree = ast.parse(path.read_text(), str(path))
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr in names)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports (any package), by its full dotted name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_hashing_lives_only_in_files():
+    """One home for content hashes: every other module asks llmtrunc.files."""
+    users = sorted(name for name, path in MODULES.items() if "hashlib" in imports_of(path))
+    assert users == ["llmtrunc.files"]
+
+
+def test_the_surgery_check_sees_it(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("a = object.__new__(A)\nb = a.__dict__\nc = a.dict\n")
+    assert attributes(source, {"__dict__", "__new__"}) == [1, 2]

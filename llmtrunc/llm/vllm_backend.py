@@ -285,10 +285,14 @@ def _trunc_vllm_class():
             except BaseException:
                 self.close()
                 raise
-            self.record_extra = {"engine_version": vllm_version(), "export_method": export.get("method"),
+            self.engine_record = {"engine_version": vllm_version(), "export_method": export.get("method"),
                                  "engine_dtype": self.model_args["dtype"], "engine_check": check,
                                  "tensor_parallel_size": self.tensor_parallel_size,
                                  "data_parallel_size": self.data_parallel_size}
+
+        @property
+        def record_extra(self) -> dict[str, Any]:
+            return self.engine_record
 
         @property
         def hidden_size(self) -> int:
