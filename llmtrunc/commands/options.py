@@ -1,4 +1,5 @@
-"""Flags that several commands share, spelled and defaulted the same everywhere."""
+"""Flags that several commands share, spelled and defaulted the same everywhere, and `execute`: sharding, dry runs and the
+one runner for every command that runs cells."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The local_* lm-eval tasks reproduce the standard lm-eval 0.4.13 tasks on the shared data.
 
-Each local task is built through llmtrunc.tasks.task_manager(); its standard counterpart is built
+Each local task is built through llmtrunc.llm.tasks.task_manager(); its standard counterpart is built
 from lm-eval's own YAML (lm_eval.tasks._yaml_loader.load_yaml) with only the data source swapped
 for the same offline loader, so both see the same documents and every other setting comes from
 the standard config. No model is loaded.
