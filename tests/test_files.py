@@ -45,12 +45,16 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_importing_the_package_changes_no_process_state():
+    """Nothing patched or registered at import (llmtrunc.llm.compat.install does it, at start-up)."""
     code = ("import os; os.umask(0o077); import llmtrunc.cli, llmtrunc.store, llmtrunc.llm.hf_trunc; "
+            "import llmtrunc.llm.shared_body, llmtrunc.llm.shared_prefix, llmtrunc.llm.vllm_backend; "
             "import lm_eval.utils, gguf; from torch.utils import collect_env; "
+            "from lm_eval.api.registry import model_registry; from transformers import AttentionInterface; "
             "print(oct(os.umask(0)), hasattr(lm_eval.utils.env.from_string, 'cache_info'), "
-            "hasattr(collect_env.get_pretty_env_info, 'cache_info'), gguf.GGUFReader.__module__)")
+            "hasattr(collect_env.get_pretty_env_info, 'cache_info'), gguf.GGUFReader.__module__, "
+            "'hf-trunc' in model_registry, llmtrunc.llm.shared_prefix.NAME in AttentionInterface._global_mapping)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["0o77", "False", "False", "gguf.gguf_reader"]
+    assert out.stdout.split() == ["0o77", "False", "False", "gguf.gguf_reader", "False", "False"]
 
 
 def test_slug():

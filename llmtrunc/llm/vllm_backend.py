@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.files import digest, slug
-from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
+from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, stop_engine, vllm_version
 from llmtrunc.llm.export import FORMAT, VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
 from llmtrunc.llm.protocol import CountsRequests, TruncLM
@@ -319,10 +319,9 @@ def _trunc_vllm_class():
 
         def close(self) -> None:
             """Stop the engine's processes now rather than whenever the object is collected."""
-            engine = getattr(getattr(self, "model", None), "llm_engine", None)
-            if engine is not None and self in _live:
+            if self in _live:
                 _live.remove(self)
-                engine.engine_core.shutdown()
+                stop_engine(self)
 
     return TruncVLLM
 
