@@ -1,12 +1,15 @@
-"""Content hashes, atomic writes and file-name slugs: the leaf helpers every layer uses.
+"""Content hashes, atomic writes and folders, file-name slugs: the leaf helpers every layer uses (the only user of hashlib).
 
 Standard library only, and imports nothing of llmtrunc, so any module may use it without a cycle.
 
     digest(data)        a stable short hash of JSON-able data (cell keys, run ids, cache keys)
+    chunks_hash(chunks) SHA-256 of byte chunks in order (their concatenation, never held at once)
     file_digest(path)   SHA-256 of a file's bytes, read in blocks
+    folder_digest(path) SHA-256 of a folder's files: their relative paths and bytes (local models)
     stored_file_digest(path, memo)  the same, remembered in `memo` by path, size and mtime (large weights)
     texts_hash(texts)   SHA-256 of an ordered list of texts (length-prefixed, so no two lists collide)
     atomic_write(p, x)  write to a temporary name beside `p`, then rename: readers see the old or the whole new file
+    staged_folder(p)    fill a temporary folder beside `p`, then rename it to `p`: readers never see a partial folder
     slug(text)          a file-name-safe form of a label
 """
 
@@ -17,8 +20,11 @@ import json
 import os
 import re
 import secrets
+import shutil
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 _BLOCK = 1 << 20
 
@@ -29,16 +35,38 @@ def digest(data: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
 
 
+def chunks_hash(chunks: Iterable[bytes]) -> str:
+    """SHA-256 of `chunks` in order: the hash of their concatenation, read one chunk at a time."""
+    sha = hashlib.sha256()
+    for chunk in chunks:
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _blocks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from iter(lambda: handle.read(_BLOCK), b"")
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes ('missing' when absent: a missing file is a different cell, not a crash)."""
     path = Path(path)
     if not path.is_file():
         return "missing"
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            sha.update(block)
-    return sha.hexdigest()
+    return chunks_hash(_blocks(path))
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 of the files under `folder` (hidden ones left out), each its path relative to `folder` then its
+    bytes, in sorted order: a changed, added or renamed file changes it."""
+    folder = Path(folder)
+
+    def chunks() -> Iterator[bytes]:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            yield str(path.relative_to(folder)).encode()
+            yield from _blocks(path)
+
+    return chunks_hash(chunks())
 
 
 def stored_file_digest(path: str | os.PathLike, memo: Path) -> str:
@@ -59,12 +87,14 @@ def stored_file_digest(path: str | os.PathLike, memo: Path) -> str:
 
 def texts_hash(texts: Sequence[str]) -> str:
     """SHA-256 of texts in order, each prefixed by its UTF-8 length."""
-    sha = hashlib.sha256()
-    for text in texts:
-        encoded = text.encode("utf-8")
-        sha.update(len(encoded).to_bytes(8, "little"))
-        sha.update(encoded)
-    return sha.hexdigest()
+
+    def chunks() -> Iterator[bytes]:
+        for text in texts:
+            encoded = text.encode("utf-8")
+            yield len(encoded).to_bytes(8, "little")
+            yield encoded
+
+    return chunks_hash(chunks())
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -84,6 +114,31 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staged_folder(target: Path, complete: Callable[[Path], bool], replace: bool = False) -> Iterator[Path]:
+    """A temporary folder beside `target` to fill, renamed to `target` when the block ends (atomic: readers never
+    see a partial folder) and removed when it raises. When `target` was filled meanwhile: kept when `complete(target)`
+    (another process published first; ours is removed), replaced when `replace`, FileExistsError otherwise."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        try:
+            staging.rename(target)  # atomic; fails when `target` exists and is not empty
+        except OSError:
+            if complete(target):
+                shutil.rmtree(staging, ignore_errors=True)
+                return
+            if not replace:
+                raise FileExistsError(f"{target} appeared while it was being written") from None
+            shutil.rmtree(target)
+            staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

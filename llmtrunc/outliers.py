@@ -34,7 +34,7 @@ def outlier_table(records: pd.DataFrame, control: str = "random:outliers") -> pd
                  "retention": "random_retention", "retention_std": "random_retention_std"})
     merged = removed.merge(random[keys + [c for c in COLUMNS if c.startswith("random_")]], on=keys, how="left")
     dims = records[records["drop_family"] == "outliers"].drop_duplicates(["settings_id", "at"], keep="last")
-    dims = dims.assign(n_outliers=dims["n_dropped"],
+    dims = dims.assign(n_outliers=dims["n_dropped"].astype(int),
                        outlier_dims=[",".join(map(str, d)) or "-" for d in dims["dropped_indices"]])
     merged = merged.merge(dims[["settings_id", "at", "n_outliers", "outlier_dims"]], on=["settings_id", "at"], how="left")
     return merged[COLUMNS].reset_index(drop=True)

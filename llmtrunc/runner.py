@@ -128,3 +128,22 @@ def shard(cells: list, index: int, total: int) -> list:
 def describe(cells: list[Cell], store: ResultsStore) -> list[str]:
     """`--dry-run`: one line per cell, done or pending."""
     return [f"{'done   ' if store.has_run(c.run_id) else 'pending'} {c.label}" for c in cells]
+
+
+def execute(cells: list[Cell], compute, store: ResultsStore, check=None, shard_text: str | None = None,
+            dry_run: bool = False, recompute: bool = False) -> list[str] | None:
+    """Shard (`shard_text`: "i/n"), then list (`dry_run`) or run the cells with the one runner. The rank-0 rule:
+    the run ids of every cell on rank 0, which reports for all; none on the other processes of a data-parallel run;
+    None for a dry run."""
+    index, total = parse_shard(shard_text)
+    mine = shard(cells, index, total)
+    runner = Runner(store, recompute=recompute)
+    if total > 1:
+        runner.console.print(f"shard {index}/{total}: {len(mine)} of {len(cells)} cells")
+    if dry_run:
+        runner.list(mine)
+        return None
+    store.check_writable()
+    run_ids = runner.run(mine, compute, check)
+    runner.console.print(f"results store: {store.root}")
+    return run_ids

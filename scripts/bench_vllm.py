@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--engine", action="store_true", help=argparse.SUPPRESS)  # the vLLM half, in its environment
     args = parser.parse_args()
     from llmtrunc.llm.compat import install
-    from llmtrunc.llm.evaluate import use_data_dir
+    from llmtrunc.llm.run import use_data_dir
 
     use_data_dir(None)
     install()

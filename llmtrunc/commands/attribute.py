@@ -28,27 +28,17 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from llmtrunc.commands.eval import build_settings
-    from llmtrunc.commands.options import execute, results_store, selection_options
-    from llmtrunc.llm.attribution import AttributionCompute, attribution_cells, summary
-    from llmtrunc.llm.compat import install
-    from llmtrunc.llm.evaluate import use_data_dir
-    from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
+    from llmtrunc.commands.options import results_store, selection_options
+    from llmtrunc.llm.attribution import AttributionCompute, summary
+    from llmtrunc.llm.run import LLMRun
 
     if not args.tasks:
         raise LLMTruncError("no tasks: pass --tasks")
     if args.model and "," in args.model:
         raise LLMTruncError("attribute takes one --model")
     ks, seeds = selection_options(args)
-    install()  # the adaptations to lm-eval's internals (llmtrunc.llm.compat), before anything runs it
-    use_data_dir(args.data_dir)
-    include = tuple(args.include_path or ())
-    tasks = resolve_tasks([args.tasks], args.data_dir, args.hub_tasks, include)
-    check_num_fewshot(tasks, args.num_fewshot)
     settings = build_settings(args, args.model or DEFAULT_MODEL)
-    store = results_store(args)
-    compute = AttributionCompute()
-    run_ids = execute(args, attribution_cells([settings], tasks, ks, seeds), compute, store, compute.check,
-                      recompute=args.recompute)
-    if run_ids:
-        print(summary(store.all_records(run_ids)))
+    run = LLMRun.build([settings], [args.tasks], args.data_dir, args.hub_tasks, results_store(args))
+    run.execute(run.attribution_cells(ks, seeds), AttributionCompute(), args.shard, args.dry_run, args.recompute,
+                report=lambda run_ids: print(summary(run.store.all_records(run_ids))))
     return 0

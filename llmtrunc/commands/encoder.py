@@ -90,7 +90,7 @@ def cmd_eval(args) -> int:
     from llmtrunc.encoder.evaluate import EncoderCompute, encoder_cells
     from llmtrunc.tables import print_scores
 
-    specs = grid_specs(args, DEFAULT_DROPS)
+    specs = grid_specs(args.drop, args.k, args.seeds, args.seed, DEFAULT_DROPS)
     encoder, tasks, cache = encoder_config(args).load()
     store = results_store(args)
     compute = EncoderCompute(encoder, cache, encoder_config(args).limits)

@@ -139,36 +139,25 @@ def positions(text: str) -> list[str]:
 
 
 def run_grid(args, models: list[str], task_names: list[str], drops, ats: list[str]) -> int:
-    """Everything `eval` and `sweep` do once their grid is known."""
-    from llmtrunc.commands.options import execute, results_store
-    from llmtrunc.llm.compat import install
-    from llmtrunc.llm.evaluate import LLMCompute, llm_cells, use_data_dir
+    """Everything `eval` and `sweep` do once their grid is known: the run, its cells, the score table."""
+    from llmtrunc.commands.options import results_store
+    from llmtrunc.llm.evaluate import LLMCompute
+    from llmtrunc.llm.run import LLMRun
     from llmtrunc.llm.shared_body import SharedBodyLM
-    from llmtrunc.llm.tasks import check_num_fewshot, resolve_tasks
-    from llmtrunc.parallel import launched_size
     from llmtrunc.tables import print_scores
 
-    install()  # the adaptations to lm-eval's internals (llmtrunc.llm.compat), before anything runs it
-    use_data_dir(args.data_dir)
-    include = tuple(args.include_path or ())
-    tasks = resolve_tasks(task_names, args.data_dir, args.hub_tasks, include)
-    check_num_fewshot(tasks, args.num_fewshot)
     settings = [build_settings(args, model) for model in models]
-    if args.backend == "vllm" and launched_size() > 1:
-        raise LLMTruncError("--backend vllm parallelises inside its engine (--tensor-parallel-size, "
-                            "--data-parallel-size): start it as one process, not under torchrun or accelerate launch")
+    run = LLMRun.build(settings, task_names, args.data_dir, args.hub_tasks, results_store(args))
     if args.backend == "vllm" and not args.dry_run:
         from llmtrunc.llm.vllm_backend import delegate
 
         code = delegate(args.argv)  # not None: the command ran in the vLLM environment
         if code is not None:
             return code
-    store = results_store(args)
     compute = LLMCompute(None if args.separate else SharedBodyLM, args.tensor_parallel_size, args.data_parallel_size,
                          args.log_samples, parity_check=not args.no_parity_check)
-    run_ids = execute(args, llm_cells(settings, tasks, drops, ats), compute, store, compute.check)
-    if run_ids:
-        print_scores(store.records(run_ids))
+    run.execute(run.drop_cells(drops, ats), compute, args.shard, args.dry_run,
+                report=lambda run_ids: print_scores(run.store.records(run_ids)))
     return 0
 
 
@@ -179,4 +168,5 @@ def run(args) -> int:
         raise LLMTruncError("no tasks: pass --tasks")
     if args.model and "," in args.model:
         raise LLMTruncError("eval takes one --model: use `llmtrunc sweep` for several")
-    return run_grid(args, [args.model or DEFAULT_MODEL], [args.tasks], grid_specs(args), positions(args.at or "post-norm"))
+    return run_grid(args, [args.model or DEFAULT_MODEL], [args.tasks], grid_specs(args.drop, args.k, args.seeds, args.seed),
+                    positions(args.at or "post-norm"))

@@ -1,4 +1,5 @@
-"""Flags that several commands share, spelled and defaulted the same everywhere."""
+"""Flags that several commands share, spelled and defaulted the same everywhere, and `execute`: sharding, dry runs and the
+one runner for every command that runs cells."""
 
 from __future__ import annotations
 
@@ -77,28 +78,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the cells (done or pending) without running")
 
 
-def grid_specs(args, default_drop: str = "none"):
+def grid_specs(drops: list[str] | None, k: str | None, seeds: str | None, seed: int | None,
+               default_drop: str = "none"):
+    """The drop specs of --drop, --k, --seeds and --seed (llmtrunc.spec.expand_grid)."""
     from llmtrunc.spec import expand_grid, parse_int_list, parse_k_list
 
-    ks = parse_k_list(args.k) if args.k else None
-    seeds = parse_int_list(args.seeds, "--seeds") if args.seeds else None
-    return expand_grid(args.drop or [default_drop], ks, seeds, args.seed)
+    ks = parse_k_list(k) if k else None
+    seed_list = parse_int_list(seeds, "--seeds") if seeds else None
+    return expand_grid(drops or [default_drop], ks, seed_list, seed)
 
 
 def execute(args, cells, compute, store: ResultsStore, check=None, recompute: bool = False) -> list[str] | None:
-    """Shard, then list (--dry-run) or run the cells with the one runner; the run ids (none on a data-parallel
-    process other than rank 0, which reports for all), None for a dry run."""
-    from llmtrunc.runner import Runner, parse_shard, shard
+    """llmtrunc.runner.execute with the command's --shard and --dry-run."""
+    from llmtrunc.runner import execute as run_cells
 
-    index, total = parse_shard(getattr(args, "shard", None))
-    mine = shard(cells, index, total)
-    runner = Runner(store, recompute=recompute)
-    if total > 1:
-        runner.console.print(f"shard {index}/{total}: {len(mine)} of {len(cells)} cells")
-    if getattr(args, "dry_run", False):
-        runner.list(mine)
-        return None
-    store.check_writable()
-    run_ids = runner.run(mine, compute, check)
-    runner.console.print(f"results store: {store.root}")
-    return run_ids
+    return run_cells(cells, compute, store, check, getattr(args, "shard", None), getattr(args, "dry_run", False),
+                     recompute)

@@ -10,10 +10,7 @@ from pathlib import Path
 
 from llmtrunc.commands.options import add_results_dir, results_store
 from llmtrunc.errors import LLMTruncError
-
-# report (its folder when several are written) -> the tracks it reads
-REPORTS = {"llm": ("llm", "llm-analysis"), "encoder": ("encoder",), "encoder_analyses": ("encoder-analysis",)}
-TRACKS = [track for tracks in REPORTS.values() for track in tracks]
+from llmtrunc.reports import TRACKS, build
 
 
 def add_report_options(parser) -> None:
@@ -34,25 +31,6 @@ def register(subparsers) -> None:
     parser.add_argument("results", nargs="?", help="(deprecated: use --results-dir) results store directory")
     add_report_options(parser)
     parser.set_defaults(func=run)
-
-
-def build(records: list, out: Path, tracks: list[str]) -> list[Path]:
-    """Write the report of each chosen track, and the compact records of all of them, into `out`."""
-    import pandas as pd
-
-    from llmtrunc.encoder.analysis_report import build_report as analysis_report
-    from llmtrunc.encoder.report import build_report as encoder_report
-    from llmtrunc.llm.report import build_report as llm_report
-    from llmtrunc.store import write_compact
-
-    builders = {"llm": llm_report, "encoder": encoder_report, "encoder_analyses": analysis_report}
-    chosen = [r for r in records if r.track in tracks]
-    written = [write_compact(chosen, out)]
-    reports = [name for name, covered in REPORTS.items() if set(covered) & set(tracks)]
-    for name in reports:
-        folder = out if len(reports) == 1 else out / name
-        written += builders[name](pd.DataFrame([r.to_json() for r in chosen if r.track in REPORTS[name]]), folder)
-    return written
 
 
 def run(args) -> int:

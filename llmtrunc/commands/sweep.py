@@ -26,10 +26,9 @@ def run(args) -> int:
     models = [m.strip() for m in args.model.split(",") if m.strip()] if args.model else config.models
     tasks = [args.tasks] if args.tasks else config.tasks
     ats = positions(args.at or ",".join(config.positions))
-    for flag, value in (("drop", config.drops), ("k", config.k), ("seeds", config.seeds)):
-        if getattr(args, flag) is None and value:  # flags override the config
-            setattr(args, flag, value if flag == "drop" else ",".join(map(str, value)))
-    specs = grid_specs(args)
+    listed = lambda values: ",".join(map(str, values)) if values else None  # noqa: E731
+    specs = grid_specs(args.drop or config.drops, args.k or listed(config.k), args.seeds or listed(config.seeds),
+                       args.seed)  # flags override the config
     if not tasks:
         raise LLMTruncError("no tasks: pass --tasks or give `tasks:` in --config")
     return run_grid(args, models, tasks, specs, ats)

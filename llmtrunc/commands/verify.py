@@ -68,10 +68,8 @@ def _replayed(cells, args):
     encoder = [c for c in cells if c[0].track == "encoder"]
     if llm:
         from llmtrunc.commands.eval import resolve_device
-        from llmtrunc.llm.evaluate import use_data_dir
         from llmtrunc.llm.replay import replay
 
-        use_data_dir(args.data_dir)
         limits: dict = {}
         for stored in llm:
             limits.setdefault(replay_limit(stored[0].limit, args.limit), []).append(stored)

@@ -1,5 +1,9 @@
 """Report of the encoder analyses (track "encoder-analysis"): one table (CSV + markdown) and one figure each.
 
+Scores of removals are read the way every track reads them: through the records' drop columns, the one baseline
+join (llmtrunc.retention.with_baseline, summarised per condition by llmtrunc.tables.condition_table, one analysis
+at a time: each analysis cell holds its own baseline) and the one outlier table (llmtrunc.outliers.outlier_table).
+
     outliers      outlier dims per model/task; score removing them vs removing as many random dims
     anisotropy    uniformity, alignment, IsoScore, Corr Mean for full and random-50% embeddings, with retention
     attribution   sorted single-dim deltas (degrading above 0), and degrading-only / improving-only / random
@@ -19,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from llmtrunc.plots import markdown_table, pyplot, save
-from llmtrunc.retention import retention
 from llmtrunc.files import atomic_write
+from llmtrunc.outliers import outlier_table
+from llmtrunc.plots import markdown_table, pyplot, save
 from llmtrunc.store import recorded_commands
+from llmtrunc.tables import condition_table
 
 TRACK = "encoder-analysis"
 
@@ -38,40 +43,29 @@ def analysis_records(records: pd.DataFrame) -> pd.DataFrame:
     return df[df["run_id"].isin(set(latest))]
 
 
-def _mean_std(values: pd.Series) -> str:
-    return f"{values.mean():.4f} ± {values.std(ddof=0):.4f}" if len(values) > 1 else f"{values.mean():.4f}"
-
-
-def outliers_table(df: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for (model, task), g in df[df["analysis"] == "outliers"].groupby(["model", "task"], sort=False):
-        info = g[g["metric"] == "n_outliers"].iloc[0]
-        score = g[g["metric"] != "n_outliers"]
-        full = score[score["condition"] == "full"]["value"].mean()
-        out = score[score["condition"] == "outliers"]["value"]
-        rnd = score[score["condition"] == "random"]["value"]
-        rows.append({"model": model, "task": task, "metric": score["metric"].iloc[0], "n_outliers": int(info["value"]),
-                     "outlier_dims": ",".join(map(str, info["dropped_indices"])) if len(info["dropped_indices"]) else "-", "full": full,
-                     "outliers_removed": out.mean() if len(out) else np.nan, "random_same_n": _mean_std(rnd) if len(rnd) else "-"})
-    return pd.DataFrame(rows)
-
-
 def anisotropy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model and task, the geometry metrics of the full and of the random-50% embeddings (mean over seeds),
+    beside the main score and, for random 50%, its retention from the condition table."""
     rows = []
     names = ["uniformity", "alignment", "isoscore", "isoscore_package", "corr_mean"]
-    for (model, task), g in df[df["analysis"] == "anisotropy"].groupby(["model", "task"], sort=False):
-        for condition, label in (("full", "full"), ("random", "random 50%")):
-            c = g[g["condition"] == condition]
+    records = df[df["analysis"] == "anisotropy"]
+    table = condition_table(records)
+    for (model, task), g in records.groupby(["model", "task"], sort=False):
+        for kind, label in (("none", "full"), ("random", "random 50%")):
+            c = g[g["drop_kind"] == kind]
             row = {"model": model, "task": task, "embedding": label}
             for name in names:
                 v = c[c["metric"] == name]["value"]
                 if len(v):
                     row[name] = round(float(v.mean()), 4)
-            score = c[~c["metric"].isin(names)]
+            score = c[c["main"].astype(bool)]
             row["score_metric"] = score["metric"].iloc[0] if len(score) else ""
             row["score"] = round(float(score["value"].mean()), 4) if len(score) else np.nan
-            if condition == "random" and "retention" in score and len(score):
-                row["retention"] = round(float(score["retention"].mean()), 4)
+            if kind == "random":
+                kept = table[(table["model"] == model) & (table["task"] == task)
+                             & table["drop_family"].isin(c["drop_family"])]
+                if len(kept):
+                    row["retention"] = round(float(kept["retention"].iloc[0]), 4)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -89,19 +83,14 @@ def attribution_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def curves(df: pd.DataFrame, analysis: str) -> pd.DataFrame:
-    """mean/std per (model, task, condition, K) of the main metric, with retention vs the full score."""
-    sel = df[df["analysis"] == analysis]
-    if "main" in sel:
-        sel = sel[sel["main"].fillna(True).astype(bool)]
-    sel = sel[~sel["metric"].isin(["explained_variance"])]
-    full = sel[sel["condition"] == "full"].groupby(["model", "task"])["value"].mean().rename("full")
-    g = sel[sel["condition"] != "full"].groupby(["model", "task", "metric", "condition", "k_percent"])["value"].agg(
-        mean="mean", std=lambda v: float(np.std(v)), n="count").reset_index()
-    g = g.join(full, on=["model", "task"])
-    higher = sel.groupby("metric")["higher_is_better"].first() if "higher_is_better" in sel else pd.Series(dtype=object)
-    g["higher_is_better"] = [higher.get(metric, True) for metric in g["metric"]]
-    g["retention"] = [retention(m, f, h) for m, f, h in zip(g["mean"], g["full"], g["higher_is_better"])]
-    return g
+    """The condition table of one analysis (retention of the main metric, mean and std over seeds), each condition
+    with its removal kind (`condition`: pca, random, degrading, improving) and K, read from its drop columns."""
+    records = df[df["analysis"] == analysis]
+    table = condition_table(records)
+    drops = records.drop_duplicates("drop_family").set_index("drop_family")
+    table = table.assign(condition=table["drop_family"].map(drops["drop_kind"]),
+                         k_percent=table["drop_family"].map(drops["drop_ratio"]).mul(100).round(6))
+    return table.sort_values(["model", "task", "condition", "k_percent"]).reset_index(drop=True)
 
 
 def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
@@ -111,14 +100,12 @@ def _curve_figure(c: pd.DataFrame, title: str, path: Path) -> Path:
     for ax, (model, task) in zip(axes[0], pairs):
         sub = c[(c["model"] == model) & (c["task"] == task)]
         for condition, rows in sub.groupby("condition"):
-            rows = rows.sort_values("k_percent")
             line = ax.plot(rows["k_percent"], rows["retention"], marker="o", markersize=3, label=condition)[0]
-            if (rows["n"] > 1).any():
-                higher = rows["higher_is_better"].iloc[0]
-                ax.fill_between(rows["k_percent"], retention(rows["mean"] - rows["std"], rows["full"], higher),
-                                retention(rows["mean"] + rows["std"], rows["full"], higher), color=line.get_color(), alpha=0.2)
+            if (rows["seeds"] > 1).any():
+                ax.fill_between(rows["k_percent"], rows["retention"] - rows["retention_std"],
+                                rows["retention"] + rows["retention_std"], color=line.get_color(), alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_title(f"{model} {task} ({sub['metric'].iloc[0]}, full {sub['full'].iloc[0]:.3f})", fontsize=9)
+        ax.set_title(f"{model} {task} ({sub['metric'].iloc[0]}, full {sub['baseline'].iloc[0]:.3f})", fontsize=9)
         ax.set_xlabel("dimensions removed (K %)")
         ax.set_ylabel("retention (score / full)")
         ax.grid(alpha=0.3)
@@ -162,18 +149,15 @@ def _bar_figure(table: pd.DataFrame, columns: list[str], title: str, path: Path)
     return path
 
 
-def _outlier_figure(table: pd.DataFrame, df: pd.DataFrame, path: Path) -> Path:
+def _outlier_figure(table: pd.DataFrame, path: Path) -> Path:
+    """The outlier table's retentions: outliers removed vs as many random dims (mean ± std over the seeds)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     for i, (_, row) in enumerate(table.iterrows()):
-        g = df[(df["analysis"] == "outliers") & (df["model"] == row["model"]) & (df["task"] == row["task"]) & (df["metric"] == row["metric"])]
-        higher = g["higher_is_better"].iloc[0] if "higher_is_better" in g else True
-        rnd = pd.Series(retention(g[g["condition"] == "random"]["value"].to_numpy(), row["full"], higher))
-        ax.bar(i - 0.2, retention(row["outliers_removed"], row["full"], higher) if row["n_outliers"] else 1.0, 0.4, color="tab:red",
-               label="outlier dims removed" if i == 0 else None)
-        ax.bar(i + 0.2, rnd.mean() if len(rnd) else 1.0, 0.4, yerr=rnd.std(ddof=0) if len(rnd) > 1 else None, color="tab:gray",
-               label="same number random" if i == 0 else None)
-        ax.text(i, 0.02, f"n={row['n_outliers']}", ha="center", fontsize=7)
+        ax.bar(i - 0.2, row["outliers_retention"], 0.4, color="tab:red", label="outlier dims removed" if i == 0 else None)
+        ax.bar(i + 0.2, row["random_retention"], 0.4, yerr=row["random_retention_std"] if row["random_seeds"] > 1 else None,
+               color="tab:gray", label="same number random" if i == 0 else None)
+        ax.text(i, 0.02, f"n={int(row['n_outliers'])}", ha="center", fontsize=7)
     ax.set_xticks(range(len(table)), [f"{r['model']}\n{r['task']}" for _, r in table.iterrows()], fontsize=7)
     ax.set_ylabel("retention")
     ax.set_ylim(0, 1.1)
@@ -249,10 +233,11 @@ def build_report(records: pd.DataFrame, out: str | os.PathLike) -> list[Path]:
 
     kinds = set(df["analysis"])
     if "outliers" in kinds:
-        t = outliers_table(df)
+        t = outlier_table(df[df["analysis"] == "outliers"])
         table_out("outliers", t, "Outlier dimensions", "Dims whose mean value over the fit side (corpus / train) lies beyond ±3 std "
-                  "of the mean vector's values; removing them vs removing as many random dims (mean ± std over seeds).",
-                  _outlier_figure(t, df, out / "outliers.png"))
+                  "of the mean vector's values; removing them (drop `outliers`) vs removing as many random dims "
+                  "(`random:outliers`, mean ± std over seeds). With no outlier, nothing is removed: retention 1.",
+                  _outlier_figure(t, out / "outliers.png"))
     if "anisotropy" in kinds:
         t = anisotropy_table(df)
         table_out("anisotropy", t, "Anisotropy and dimensional collapse", "Uniformity log E exp(-2||zi-zj||²) on unit vectors "

@@ -13,18 +13,17 @@ corrupt entry is reported as a miss and rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from llmtrunc.data import cache_dir
-from llmtrunc.files import atomic_write, slug
+from llmtrunc.files import atomic_write, chunks_hash, slug
 
 FORMAT_VERSION = 1
 
@@ -42,8 +41,8 @@ class CacheKey:
 
     @property
     def digest(self) -> str:
-        fields = dict(self.__dict__, format=FORMAT_VERSION)
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+        fields = dict(asdict(self), format=FORMAT_VERSION)
+        return chunks_hash([json.dumps(fields, sort_keys=True).encode()])[:24]
 
 
 class EmbeddingCache:
@@ -66,7 +65,7 @@ class EmbeddingCache:
         try:
             info = json.loads(meta.read_text())
             raw = npy.read_bytes()
-            if hashlib.sha256(raw).hexdigest() != info["npy_sha256"] or info["key"] != key.digest:
+            if chunks_hash([raw]) != info["npy_sha256"] or info["key"] != key.digest:
                 return None
             array = np.load(io.BytesIO(raw), allow_pickle=False)
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
@@ -82,8 +81,8 @@ class EmbeddingCache:
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         raw = buffer.getvalue()
         atomic_write(npy, raw)
-        info = {"key": key.digest, "fields": key.__dict__, "shape": list(array.shape), "dtype": str(array.dtype),
-                "npy_sha256": hashlib.sha256(raw).hexdigest(), "format": FORMAT_VERSION}
+        info = {"key": key.digest, "fields": asdict(key), "shape": list(array.shape), "dtype": str(array.dtype),
+                "npy_sha256": chunks_hash([raw]), "format": FORMAT_VERSION}
         atomic_write(meta, json.dumps(info, indent=2))
 
     def get_or_compute(self, key: CacheKey, compute: Callable[[], np.ndarray]) -> np.ndarray:

@@ -11,14 +11,14 @@ query prompt is then `query_prompt.format(instruction=...)`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import folder_digest
 from llmtrunc.registry import Registry
 
 SIMILARITIES = ("cosine", "dot")
@@ -140,31 +140,26 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def _folder_fingerprint(folder: Path) -> str:
-    """Content hash of a local model folder (weights and configs), so a changed model is a new key."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        digest.update(str(path.relative_to(folder)).encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 class Encoder:
     """A loaded sentence-transformers model; `embed` returns raw (unnormalised) float32 embeddings."""
 
-    def __init__(self, spec: EncoderSpec, device: str | None = None, revision: str | None = None, batch_size: int = 32):
+    def __init__(self, spec: EncoderSpec, device: str | None = None, revision: str | None = None, batch_size: int = 32,
+                 loaded: Any = None):
+        """`loaded`: a SentenceTransformer already in memory (named by `spec.hub_id`; its revision is `revision`,
+        "unknown" when not given: nothing pins its weights)."""
         self.spec = spec
         self.device = device
         self.batch_size = batch_size
         self.requested_revision = revision
         self.n_encoded = 0  # texts actually run through the model (tests check cache hits with it)
-        self._model = None
-        if spec.local_path is not None and revision is None:
+        self._model = loaded
+        if loaded is not None:
+            self.model_id = self.source = spec.hub_id
+            self.revision = revision or "unknown"
+        elif spec.local_path is not None and revision is None:
             self.model_id = spec.hub_id
             self.source = spec.local_path()
-            self.revision = f"local-{_folder_fingerprint(Path(self.source))}"
+            self.revision = f"local-{folder_digest(self.source)[:16]}"
         else:
             self.model_id = spec.hub_id
             self.source = spec.hub_id

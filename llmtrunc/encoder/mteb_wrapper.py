@@ -57,10 +57,7 @@ class TruncatedEncoder:
         else:  # an already loaded SentenceTransformer
             spec = EncoderSpec(alias=type(model).__name__, hub_id=str(getattr(model, "model_card_data", None) and
                                                                        model.model_card_data.base_model or "local"))
-            self.encoder = Encoder.__new__(Encoder)
-            self.encoder.spec, self.encoder.device, self.encoder.batch_size = spec, device, batch_size
-            self.encoder.requested_revision, self.encoder.n_encoded, self.encoder._model = revision, 0, model
-            self.encoder.model_id, self.encoder.source, self.encoder.revision = spec.hub_id, spec.hub_id, revision or "unknown"
+            self.encoder = Encoder(spec, device=device, revision=revision, batch_size=batch_size, loaded=model)
         self.drop = parse_drop(drop) if isinstance(drop, str) else drop
         self._pca_fit_texts = list(pca_fit_texts) if pca_fit_texts is not None else None
         self._pca: trunc.PCAProjector | None = None

@@ -41,9 +41,9 @@ from llmtrunc.llm.compat import metric_names
 from llmtrunc.llm.evaluate import LLMCell, RunSettings, built_tasks, load_lm, split_fields
 from llmtrunc.llm.tasks import TaskRef, task_manager
 from llmtrunc.parallel import Processes, processes
-from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
+from llmtrunc.record import Record, RecordBuilder, cell_key
 from llmtrunc.runner import Cell, Computed
-from llmtrunc.selection import n_drop, ranked_selection, share, split_sets
+from llmtrunc.selection import n_drop, ranked_selection, selection_drop, set_fields, single_drop, split_sets
 from llmtrunc.spec import DropSpec, Mask
 
 TRACK = "llm-analysis"
@@ -361,12 +361,10 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record] | None:
         n_docs=len(choices.doc_ids), n_requests=len(keys), ks=list(job.ks), seeds=list(job.seeds), **split_fields(split))
     records = []
     for j in range(dim):
-        single_drop = {"drop": f"single:{j}", "drop_family": "single", "drop_kind": "single", "dropped_indices": [j],
-                       "n_dropped": 1, "main": False, "higher_is_better": None}
         records.append(record("delta_acc", delta["acc"][j], condition="single", dim_index=j, acc=removed["acc"][j],
-                              acc_norm=removed["acc_norm"][j], delta_acc_norm=delta["acc_norm"][j], **single_drop))
+                              acc_norm=removed["acc_norm"][j], delta_acc_norm=delta["acc_norm"][j], **single_drop(j)))
         records.append(record("delta_gold_loglikelihood", delta["gold_loglikelihood"][j], condition="single",
-                              dim_index=j, gold_loglikelihood=removed["gold_loglikelihood"][j], **single_drop))
+                              dim_index=j, gold_loglikelihood=removed["gold_loglikelihood"][j], **single_drop(j)))
     items = choices.items(single.base)
     for name in ("acc", "acc_norm"):  # lm-eval's own numbers for the same requests, next to ours
         records.append(record(name, base[name], condition="full", lm_eval_value=lm_eval_scores.get(f"{name},none"),
@@ -375,8 +373,7 @@ def attribute(lm, job: AttributionJob, cell: Cell) -> list[Record] | None:
                           dropped_indices=[], main=False))
     sets = split_sets(delta["acc"])
     for which, dims in sets.items():
-        records.append(record(f"n_{which}", len(dims), condition=which, dropped_indices=dims.tolist(),
-                              n_dropped=len(dims), main=False, higher_is_better=None, seconds_by_part=seconds,
+        records.append(record(f"n_{which}", len(dims), condition=which, **set_fields(dims), seconds_by_part=seconds,
                               direct_pairs=single.direct, pairs=single.pairs))
     for condition, k, seed, dims, items in selection:
         for name in ("acc", "acc_norm", "gold_loglikelihood"):
@@ -425,17 +422,6 @@ def kept_rows(lm, keys, states: list[torch.Tensor] | None = None) -> KeptRows:
     """The kept states of `keys` (default: the shared body's) and their continuation tokens, as the LM head scores them."""
     states = [lm.kept(k) for k in keys] if states is None else states
     return KeptRows(lm.model, lm.arch, states, [list(full[len(full) - n:]) for full, n in keys])
-
-
-def selection_drop(condition: str, k: int | float, seed: int | None, dims, dim: int) -> dict:
-    """A record's drop columns: a random selection is exactly random:K%@seed; a ranked one is degrading:K% or
-    improving:K% (its own kind, so that nothing takes it for a baseline)."""
-    if condition == "random":
-        fields = drop_fields(DropSpec("random", share(k), seed), Mask(dim, tuple(dims)), dim)
-        fields.pop("dim")
-        return fields
-    return {"drop": f"{condition}:{k}%", "drop_family": f"{condition}:{k}%", "drop_kind": condition,
-            "drop_ratio": float(share(k)), "dropped_indices": list(dims), "n_dropped": len(dims)}
 
 
 def summary(records: list[Record]) -> str:

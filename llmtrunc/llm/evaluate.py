@@ -11,12 +11,10 @@ cell, its parity with the hook path is checked (llmtrunc.llm.parity).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
 
-from llmtrunc.data import ENV_VAR, find_data_dir
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm import parity
 from llmtrunc.llm.calibration import Calibration
@@ -181,15 +179,6 @@ def to_records(results: dict, samples: dict, cell: Cell, mask: Mask, seconds: fl
                 n_samples=results.get("n-samples", {}).get(lm_task, {}).get("effective"),
                 items=item_values(results, samples, lm_task, metric, filt, float(value))))
     return records
-
-
-def use_data_dir(explicit: str | None) -> None:
-    """Point the local tasks at --data-dir (they read $LLMTRUNC_DATA_DIR when lm-eval loads them)."""
-    found = find_data_dir(explicit)
-    if explicit and (found is None or not found.is_dir()):
-        raise LLMTruncError(f"data directory not found: {explicit}")
-    if found is not None:
-        os.environ[ENV_VAR] = str(found)
 
 
 class LLMCompute:

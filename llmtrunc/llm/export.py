@@ -26,13 +26,12 @@ of the whole vector, so zeroing dimensions before it rescales all the others. Th
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import staged_folder
 from llmtrunc.llm.architectures import EXPORT_METHODS, Architecture, check_position, for_model
 from llmtrunc.llm.compat import dense_for_saving
 from llmtrunc.llm.gguf import dense_copy
@@ -110,22 +109,6 @@ def _existing(out: Path, exists: str) -> bool:
     if exists == "reuse":
         raise LLMTruncError(f"{out} exists but is not a complete llmtrunc export: delete it and rerun")
     return False
-
-
-def _publish(staging: Path, out: Path, exists: str) -> None:
-    """Move the finished export into place atomically. Under "reuse", a concurrent writer (another
-    shard) that finished first wins and ours is discarded; readers never see a partial directory."""
-    try:
-        staging.rename(out)  # atomic; fails when `out` exists and is not empty
-        return
-    except OSError:
-        if exists == "reuse" and read_drop(out) is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-            return
-        if exists != "overwrite":
-            raise LLMTruncError(f"output directory {out} appeared while exporting: choose another --out") from None
-    shutil.rmtree(out)
-    staging.rename(out)
 
 
 def resolve_method(arch: Architecture, via: str = "auto") -> str:
@@ -266,23 +249,22 @@ def export_model(model, tokenizer, spec: DropSpec, out: str | Path, at: str = "p
     ids = verification_ids(model.config.get_text_config().vocab_size)
     reference, untruncated = _logits(model, ids, mask), _logits(model, ids)
     tolerance = TOLERANCE.get(str(model.dtype).removeprefix("torch."), 1e-2) * max(1.0, float(reference.abs().max()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    publish = staged_folder(out, complete=lambda folder: exists == "reuse" and read_drop(folder) is not None,
+                            replace=exists == "overwrite")  # under "reuse", a shard that finished first wins
     try:
-        with _applied(model, arch, edits, untie=method == "head"), dense_for_saving(model):
-            model.save_pretrained(staging)
-        diff = verify(staging, model, reference, ids, tolerance)
-        meta["verification"] = {"input_ids": ids[0].tolist(), "max_abs_logit_diff": diff, "tolerance": tolerance,
-                                "token_logprobs": _token_logprobs(reference, ids),
-                                "untruncated_token_logprobs": _token_logprobs(untruncated, ids)}
-        if tokenizer is not None:
-            tokenizer.save_pretrained(staging)
-            meta["verification"]["tokenizer"] = tokenizer_parity.verify(tokenizer, staging, "export")
-        _record(staging, meta)
-        _publish(staging, out, exists)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with publish as staging:
+            with _applied(model, arch, edits, untie=method == "head"), dense_for_saving(model):
+                model.save_pretrained(staging)
+            diff = verify(staging, model, reference, ids, tolerance)
+            meta["verification"] = {"input_ids": ids[0].tolist(), "max_abs_logit_diff": diff, "tolerance": tolerance,
+                                    "token_logprobs": _token_logprobs(reference, ids),
+                                    "untruncated_token_logprobs": _token_logprobs(untruncated, ids)}
+            if tokenizer is not None:
+                tokenizer.save_pretrained(staging)
+                meta["verification"]["tokenizer"] = tokenizer_parity.verify(tokenizer, staging, "export")
+            _record(staging, meta)
+    except FileExistsError:
+        raise LLMTruncError(f"output directory {out} appeared while exporting: choose another --out") from None
     return out
 
 

@@ -199,7 +199,7 @@ class PreallocatedLayer(DynamicLayer):
     every position of a full-attention layer, the last `sliding_window - 1` of a sliding one."""
 
     def __init__(self, layer, room: int):  # takes over `layer`'s state, so no base __init__
-        self.__dict__.update(layer.__dict__)
+        compat.take_over(self, layer)
         self.start, self.n = 0, layer.keys.shape[-2]
         self._keys, self._values = _room(layer.keys, room), _room(layer.values, room)
         self._views()

@@ -25,13 +25,11 @@ with gguf_file=) loads as transformers loads it.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from llmtrunc.data import cache_dir
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.files import digest, file_digest, slug
+from llmtrunc.files import digest, file_digest, slug, staged_folder
 from llmtrunc.llm.compat import dense_for_saving
 
 FORMAT = 2  # 2: the tokenizer takes the file's BOS/EOS flags and is verified (copies of 1 may lack BOS)
@@ -101,9 +99,8 @@ def convert(source: Path, target: Path, key: dict) -> None:
     """transformers' own load of the GGUF `source`, saved as a dense checkpoint in `target` (atomically)."""
     import transformers
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    # another process that published the copy first wins; ours is discarded
+    with staged_folder(target, complete=lambda folder: (folder / MARKER).is_file()) as staging:
         try:
             tokenizer = write_tokenizer(source, staging)
             model = transformers.AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype="auto")
@@ -119,12 +116,3 @@ def convert(source: Path, target: Path, key: dict) -> None:
         (staging / "config.json").write_text(json.dumps({**config, "architectures": architectures}, indent=2,
                                                         sort_keys=True) + "\n")
         (staging / MARKER).write_text(json.dumps({**key, "source": str(source), "tokenizer": tokenizer}, indent=2) + "\n")
-        try:
-            staging.rename(target)  # atomic; fails when another process published the copy first
-        except OSError:
-            if not (target / MARKER).is_file():
-                raise
-            shutil.rmtree(staging, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

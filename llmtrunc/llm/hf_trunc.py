@@ -8,20 +8,20 @@ computation is plain lm-eval HF, bit for bit. Profile-based drops (outliers, top
 against the loaded model's activation profile at their position (llmtrunc.llm.calibration),
 computed or read from the profile cache once per position. Launched as several processes (torchrun,
 `accelerate launch`), it splits lm-eval's requests over them on CPUs as on GPUs (llmtrunc.parallel,
-llmtrunc.llm.compat.data_parallel).
+llmtrunc.llm.compat.data_parallel). lm-eval knows it as `hf-trunc` once llmtrunc.llm.compat.install has run
+(at start-up: the LLM run, lm-eval's CLI wrapper).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
-from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
 from llmtrunc.llm import hooks
 from llmtrunc.llm.architectures import check_position
 from llmtrunc.llm.calibration import Calibration, model_profile
-from llmtrunc.llm.compat import QuantizedLoadMixin, as_one_process, data_parallel, install
+from llmtrunc.llm.compat import QuantizedLoadMixin, as_one_process, data_parallel
 from llmtrunc.llm.gguf import dense_copy
 from llmtrunc.llm.models import MODELS, resolve_model
 from llmtrunc.llm.protocol import CountsRequests, TruncLM
@@ -30,14 +30,12 @@ from llmtrunc.profile import Profile
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 
-@register_model("hf-trunc")
 class HFTruncLM(CountsRequests, QuantizedLoadMixin, HFLM, TruncLM):
     shared = False  # every condition runs the full model (SharedBodyLM shares the body)
     compute = "separate"
 
     def __init__(self, pretrained, drop: str | DropSpec = "none", at: str = "post-norm", seed: int | None = None,
                  calibration: str | Calibration | None = None, calibration_tokens: int | None = None, **kwargs):
-        install()  # lm-eval's per-process memoisations (llmtrunc.llm.compat), for lm-eval's own CLI too
         if isinstance(pretrained, str) and pretrained in MODELS:
             ref = resolve_model(pretrained)
             pretrained = ref.pretrained

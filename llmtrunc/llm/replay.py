@@ -16,7 +16,8 @@ from llmtrunc.errors import LLMTruncError
 from llmtrunc.llm.calibration import DEFAULT_FILE, Calibration
 from llmtrunc.llm.evaluate import LLMCell, LLMCompute, RunSettings
 from llmtrunc.llm.models import resolve_model
-from llmtrunc.llm.tasks import fingerprint, resolve_tasks
+from llmtrunc.llm.run import LLMRun
+from llmtrunc.llm.tasks import fingerprint
 from llmtrunc.record import Record
 from llmtrunc.runner import Cell
 from llmtrunc.spec import parse_drop
@@ -38,8 +39,8 @@ def cell_of(stored: Record, limit: float | None, device: str, data_dir: str | No
         num_fewshot=stored.num_fewshot, limit=limit, apply_chat_template=extra.get("apply_chat_template", False),
         gen_kwargs=extra.get("gen_kwargs"), quantization=extra.get("quantization"),
         batch_size=str(extra.get("batch_size", "1")), device=device, calibration=calibration)
-    task = resolve_tasks([stored.task], data_dir)[0]
-    spec = parse_drop(stored.drop)
+    run = LLMRun.build([settings], [stored.task], data_dir)
+    task, spec = run.tasks[0], parse_drop(stored.drop)
     notes = []
     weights = settings.model.weights_sha256()
     if extra.get("model_sha256") and weights != extra["model_sha256"]:
@@ -50,18 +51,15 @@ def cell_of(stored: Record, limit: float | None, device: str, data_dir: str | No
         notes.append(f"the task's config or data changed since: fingerprint {data}, the records name {extra['data']}")
     if spec.needs_profile and profile.get("sha256") and calibration.key()["sha256"] != profile["sha256"]:
         notes.append("another calibration text than the records name")
-    job = LLMCell(settings, task, spec, stored.at if spec.kind != "none" else "post-norm")
-    return job.cell(settings.calibration.key() if spec.needs_profile else None), notes
+    return run.drop_cells([spec], [stored.at if spec.kind != "none" else "post-norm"])[0], notes
 
 
 def replay(cells: list[list[Record]], limit: float | None, device: str, data_dir: str | None = None,
            ) -> Iterator[Replayed]:
     """Each stored cell re-run at `limit` (its stored records, the re-run's, notes); cells of one model, task and
     compute path share one model load and one task build, as in a sweep."""
-    from llmtrunc.llm.compat import install
     from llmtrunc.llm.shared_body import SharedBodyLM
 
-    install()
     groups: dict[tuple, list[tuple[list[Record], Cell, list[str]]]] = {}
     for stored in cells:
         cell, notes = cell_of(stored[0], limit, device, data_dir)

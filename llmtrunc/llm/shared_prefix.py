@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers import AttentionInterface
 from transformers.cache_utils import DynamicLayer
 
 from llmtrunc.errors import LLMTruncError
@@ -96,9 +95,6 @@ def attention(module: nn.Module, query: torch.Tensor, key: SharedPrefixLayer, va
     return out.reshape(rows, heads, q_len, d).transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register(NAME, attention)
-
-
 def applies(cache, shared_prefix_attention: bool) -> bool:
     """Whether a prompt cache can be shared this way: the family declares it and every layer is full attention."""
     return shared_prefix_attention and all(type(layer) is DynamicLayer and layer.is_initialized
@@ -107,13 +103,13 @@ def applies(cache, shared_prefix_attention: bool) -> bool:
 
 def row_cache(cache, rows: torch.Tensor, prompt_mask: torch.Tensor | None, room: int):
     """A cache for `rows` (the prompt of each row) continuing the prompts of `cache`, which it only reads."""
-    out = type(cache).__new__(type(cache))
-    out.__dict__.update(cache.__dict__)
+    out = compat.clone_cache(cache)
     mask = None if prompt_mask is None else prompt_mask.to(torch.bool)
     out.layers = [SharedPrefixLayer(layer, rows.to(layer.keys.device), mask, room) for layer in cache.layers]
     return out
 
 
 def in_use(model: nn.Module):
-    """The model's attention modules call `attention` (and build no mask: it reads the prompt mask itself)."""
-    return compat.attention_implementation(model, NAME)
+    """The model's attention modules call `attention` (and build no mask: it reads the prompt mask itself),
+    registered with transformers under NAME on first use."""
+    return compat.attention_implementation(model, NAME, attention)

@@ -32,7 +32,7 @@ from llmtrunc.data import data_dir as require_data_dir
 from llmtrunc.data import find_data_dir, read_jsonl, shipped_dir
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.files import digest, file_digest
-from llmtrunc.llm.compat import load_task_yaml, task_index
+from llmtrunc.llm.compat import entry_config, load_task_yaml, task_index
 from llmtrunc.registry import Registry
 
 if TYPE_CHECKING:
@@ -184,8 +184,8 @@ def resolve_tasks(names: list[str], data_dir: str | os.PathLike | None = None, u
                   include_paths: tuple[str, ...] = ()) -> list[TaskRef]:
     """Map requested task names to the lm-eval tasks to run (see the module docstring).
 
-    An explicit `data_dir` must exist; when local tasks are chosen it is exported as
-    $LLMTRUNC_DATA_DIR so that the task loaders read that same directory.
+    An explicit `data_dir` must exist. The task loaders read the data directory from $LLMTRUNC_DATA_DIR: an LLM
+    run exports it (llmtrunc.llm.run.use_data_dir).
     """
     requested = [n.strip() for item in names for n in str(item).split(",") if n.strip()]
     if not requested:
@@ -208,8 +208,6 @@ def resolve_tasks(names: list[str], data_dir: str | os.PathLike | None = None, u
                 f"folders; offline variants exist for {', '.join(_standard_names())})"
             )
         refs.append(TaskRef(name=name, lm_eval_name=target))
-    if found is not None and any(r.is_local for r in refs):
-        os.environ[DATA_ENV_VAR] = str(found)
     return list(dict.fromkeys(refs))
 
 
@@ -275,9 +273,7 @@ def _describe(name: str, manager: TaskManager, seen: frozenset[str] = frozenset(
     if entry.kind == Kind.TAG:
         members = sorted(n for n, e in manager.task_index.items() if name in e.tags and e.kind != Kind.TAG)
         return {"tag": name, "members": [_describe(m, manager, seen) for m in members]}
-    if entry.cfg is None and entry.yaml_path is not None:  # a task given by its YAML file
-        entry.cfg = load_task_yaml(entry.yaml_path, resolve_func=False)
-    cfg = dict(entry.cfg or {})
+    cfg = entry_config(entry)
     described: dict[str, Any] = {"config": _canonical(cfg), "data": _data_files(cfg)}
     if entry.kind == Kind.GROUP:
         members = cfg.get("task") or []

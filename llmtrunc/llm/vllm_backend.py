@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping
 from llmtrunc.data import PROJECT_ROOT
 from llmtrunc.errors import LLMTruncError
 from llmtrunc.files import digest, slug
-from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, vllm_version
+from llmtrunc.llm.compat import import_lm_eval_vllm, prompt_logprobs, stop_engine, vllm_version
 from llmtrunc.llm.export import FORMAT, VIA, check_exportable, read_drop
 from llmtrunc.llm.models import ModelRef, resolve_model
 from llmtrunc.llm.protocol import CountsRequests, TruncLM
@@ -285,10 +285,14 @@ def _trunc_vllm_class():
             except BaseException:
                 self.close()
                 raise
-            self.record_extra = {"engine_version": vllm_version(), "export_method": export.get("method"),
+            self.engine_record = {"engine_version": vllm_version(), "export_method": export.get("method"),
                                  "engine_dtype": self.model_args["dtype"], "engine_check": check,
                                  "tensor_parallel_size": self.tensor_parallel_size,
                                  "data_parallel_size": self.data_parallel_size}
+
+        @property
+        def record_extra(self) -> dict[str, Any]:
+            return self.engine_record
 
         @property
         def hidden_size(self) -> int:
@@ -315,10 +319,9 @@ def _trunc_vllm_class():
 
         def close(self) -> None:
             """Stop the engine's processes now rather than whenever the object is collected."""
-            engine = getattr(getattr(self, "model", None), "llm_engine", None)
-            if engine is not None and self in _live:
+            if self in _live:
                 _live.remove(self)
-                engine.engine_core.shutdown()
+                stop_engine(self)
 
     return TruncVLLM
 

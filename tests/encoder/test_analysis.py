@@ -1,12 +1,20 @@
-"""Encoder analyses: metrics against hand-computed / known values, vectorised attribution = naive loop."""
+"""Encoder analyses: metrics against hand-computed / known values, vectorised attribution = naive loop, and
+their records in the one vocabulary of removals (drop columns, the LLM attribution's selection columns) that the
+report reads through the one baseline join and the one outlier table."""
+
+import zlib
 
 import numpy as np
+import pandas as pd
 import pytest
+from rich.console import Console
 
 from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
+from llmtrunc.encoder.models import EncoderSpec
 from llmtrunc.encoder.tasks.retrieval import RetrievalTask
 from llmtrunc.encoder.tasks.sts import STSTask
+from llmtrunc.profile import Profile
 from llmtrunc.selection import ranked_selection, split_sets
 from llmtrunc.spec import Mask
 
@@ -41,7 +49,7 @@ def test_corr_mean_and_outliers_by_hand():
     rows = np.zeros((5, 50))
     rows[:, 7] = 10.0
     rows[:, 3] = -0.01
-    assert M.outlier_dimensions(rows).tolist() == [7]
+    assert Profile.of(rows, {}).outliers == (7,)
 
 
 def _synthetic_retrieval(seed=0, n_q=30, n_d=250, d=24):
@@ -108,6 +116,99 @@ def test_selection_helpers():
     assert base == 0 and scores.tolist() == [0, 1, 2, 3]
 
 
+DIM = 24
+
+
+class HashEncoder:
+    """A stand-in encoder: each text's vector drawn from its hash, dimension 5 far off on every text (an outlier)."""
+
+    spec = EncoderSpec("hash", "test/hash-encoder")
+    model_id, revision = "test/hash-encoder", "r1"
+
+    def resolved_revision(self) -> str:
+        return self.revision
+
+    def embed(self, texts, prompt) -> np.ndarray:
+        rows = np.array([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(DIM) for t in texts])
+        rows[:, 5] += 8.0
+        return rows.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """Every analysis of a small STS task on the stand-in encoder, through the runner into a store: the records."""
+    from llmtrunc.encoder.analysis.run import AnalysisCompute, AnalyzeConfig, analysis_cells
+    from llmtrunc.encoder.cache import EmbeddingCache
+    from llmtrunc.runner import Runner
+    from llmtrunc.store import ResultsStore
+
+    rng = np.random.default_rng(3)
+    pairs = [(f"left {i}", f"right {i}", float(rng.uniform(0, 5))) for i in range(80)]
+    task = STSTask("toy-sts", pairs, [(f"fit {i}", f"fit pair {i}", 1.0) for i in range(60)])
+    encoder = HashEncoder()
+    config = AnalyzeConfig(tasks=["toy-sts"], ks=[25, 50], seeds=[0, 1], max_rows=500)
+    store = ResultsStore(tmp_path_factory.mktemp("analyses"))
+    Runner(store, Console(quiet=True)).run(analysis_cells(encoder, [task], config),
+                                           AnalysisCompute(encoder, EmbeddingCache(enabled=False), config, log=lambda _: None))
+    return store.records()
+
+
+def test_analysis_records_name_their_removals_with_drop_columns(analysed):
+    df = analysed
+    by = lambda analysis, drop: df[(df["analysis"] == analysis) & (df["drop"] == drop)]  # noqa: E731
+    count, removed = by("outliers", "outliers").sort_values("metric", ascending=False).to_dict("records")
+    assert count["metric"] == "n_outliers" and count["value"] == 1 and not count["main"]
+    assert removed["metric"] == "cosine_spearman" and removed["main"] and removed["drop_kind"] == "outliers"
+    assert count["dropped_indices"] == removed["dropped_indices"] == [5] and removed["n_dropped"] == 1
+    for seed in (0, 1):  # the control: as many random dims, the draw of random:outliers@SEED
+        (control,) = by("outliers", f"random:outliers@{seed}").to_dict("records")
+        assert control["drop_kind"] == control["drop_family"] == "random:outliers" and control["seed"] == seed
+        assert control["dropped_indices"] == list(Mask.random(DIM, 1, seed).dropped)
+    randoms = by("anisotropy", "random:50%@1")
+    assert {tuple(d) for d in randoms["dropped_indices"]} == {Mask.random(DIM, DIM // 2, 1).dropped}
+    assert randoms[randoms["main"].astype(bool)]["metric"].tolist() == ["cosine_spearman"]  # geometry is not main
+    (degrading,) = by("attribution-selection", "degrading:25%").to_dict("records")
+    assert degrading["drop_kind"] == "degrading" and degrading["drop_ratio"] == 0.25 and degrading["n_dropped"] == 6
+    assert degrading["condition"] == "degrading" and degrading["k_percent"] == 25  # the LLM attribution's columns
+    (random,) = by("attribution-selection", "random:50%@0").to_dict("records")
+    assert random["dropped_indices"] == list(Mask.random(DIM, DIM // 2, 0).dropped) and random["condition"] == "random"
+    single = by("attribution", "single:3")
+    assert single["metric"].tolist() == ["delta_cosine_spearman"] and not single["main"].any()
+    assert by("pca", "random:25%@1")["dropped_indices"].iloc[0] == list(Mask.random(DIM, 6, 1).dropped)
+    baselines = df[(df["drop_kind"] == "none") & df["main"].astype(bool)]
+    assert set(baselines["dropped_indices"].map(tuple)) == {()} and set(baselines["analysis"]) == {
+        "outliers", "anisotropy", "attribution-selection", "pca"}  # each analysis cell holds its own baseline
+    # one vocabulary: the analyses' own condition / K only where the LLM attribution keeps them
+    assert set(df[df["condition"].notna()]["analysis"]) == {"attribution", "attribution-selection"}
+    assert set(df[df["k_percent"].notna()]["drop_kind"]) == {"degrading", "improving", "random"}
+    assert "retention" not in df
+    assert set(df[df["main"].astype(bool)]["metric"]) == {"cosine_spearman"}
+
+
+def test_report_reads_the_one_outlier_table_and_baseline_join(analysed, tmp_path):
+    from llmtrunc.encoder.analysis_report import anisotropy_table, build_report, curves
+    from llmtrunc.outliers import COLUMNS, outlier_table
+    from llmtrunc.retention import with_baseline
+
+    build_report(analysed, tmp_path)
+    outliers = analysed[analysed["analysis"] == "outliers"]
+    written = pd.read_csv(tmp_path / "outliers.csv")
+    assert list(written.columns) == COLUMNS and len(written) == 1
+    expected = outlier_table(outliers)
+    for column in ("n_outliers", "baseline", "outliers_retention", "random_retention", "random_retention_std"):
+        assert written[column].iloc[0] == pytest.approx(expected[column].iloc[0], rel=1e-12)
+    pca = analysed[analysed["analysis"] == "pca"]
+    joined = with_baseline(pca[pca["main"].astype(bool)])
+    curve = curves(analysed, "pca").set_index(["condition", "k_percent"])
+    for (kind, k), row in curve.iterrows():
+        rows = joined[(joined["drop_kind"] == kind) & (joined["drop_ratio"] == k / 100)]
+        assert row["retention"] == pytest.approx(rows["retention"].mean(), rel=1e-12) and row["seeds"] == len(rows)
+        assert row["baseline"] == rows["baseline"].iloc[0]
+    aniso = analysed[analysed["analysis"] == "anisotropy"]
+    random_half = with_baseline(aniso[aniso["main"].astype(bool)])
+    assert anisotropy_table(analysed)["retention"].iloc[1] == round(random_half["retention"].mean(), 4)
+
+
 @pytest.mark.slow
 def test_analyze_end_to_end_and_report(minilm, data_dir, tmp_path):
     from rich.console import Console
@@ -128,11 +229,11 @@ def test_analyze_end_to_end_and_report(minilm, data_dir, tmp_path):
     assert runner.computed == 8 and runner.reused == 0
     df = store.records()
     assert set(df["analysis"]) == {"outliers", "anisotropy", "attribution", "attribution-selection", "pca"}
-    iso = df[(df["metric"].isin(["isoscore", "isoscore_package"])) & (df["condition"] == "full")]
+    iso = df[(df["metric"].isin(["isoscore", "isoscore_package"])) & (df["drop_kind"] == "none")]
     assert iso.groupby("task")["value"].agg(lambda v: v.max() - v.min()).max() < 1e-6
     deltas = df[(df["task"] == "scifact") & df["metric"].str.startswith("delta_")]
     assert len(deltas) == 384 and deltas["revision"].iloc[0].startswith("local-") and deltas["git_hash"].iloc[0]
-    randoms = df[(df["analysis"] == "pca") & (df["condition"] == "random")]
+    randoms = df[(df["analysis"] == "pca") & (df["drop_kind"] == "random")]
     assert set(randoms["drop_kind"]) == {"random"} and set(randoms["seed"]) == {0, 1}  # common drop columns
     runner.run(cells, AnalysisCompute(encoder, cache, config, log=lambda _: None))  # every cell reused
     assert runner.computed == 8 and runner.reused == 8

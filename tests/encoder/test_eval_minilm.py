@@ -190,9 +190,9 @@ def test_report_from_store(minilm, tmp_path, data_dir):
 
 
 def test_outlier_and_magnitude_drops_resolve_on_the_fit_side(minilm, tmp_path, data_dir):
-    from llmtrunc.encoder.analysis import metrics as M
     from llmtrunc.encoder.evaluate import encode_sets
     from llmtrunc.encoder.tasks import resolve_task
+    from llmtrunc.profile import outlier_dims
 
     specs = expand_grid(["outliers", "top:10%", "random:outliers", "random:10%!outliers"], None, [0, 1])
     outcome = _run(minilm, tmp_path, ["scifact", "stsb"], specs, data_dir=data_dir)
@@ -201,7 +201,7 @@ def test_outlier_and_magnitude_drops_resolve_on_the_fit_side(minilm, tmp_path, d
     for name, fit_set in (("scifact", "corpus"), ("stsb", "fit")):  # stsb's fit side is encoded only for a fit
         task = resolve_task(name, data_dir, SMALL)
         fit = encode_sets(minilm, task, cache, with_fit=True)[fit_set].astype(np.float64)
-        outliers = M.outlier_dimensions(fit).tolist()
+        outliers = outlier_dims(fit.mean(axis=0)).tolist()
         top = np.argsort(-np.abs(fit).mean(axis=0), kind="stable")[:38]  # floor(0.1 * 384)
         removed = by_cell[(name, "outliers")]
         assert removed["dropped_indices"] == outliers and removed["calibration"]["outliers"] == outliers

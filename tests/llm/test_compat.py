@@ -5,6 +5,8 @@ A failure here after an upgrade of lm-eval, transformers, torch or vLLM names th
 import ast
 import importlib.util
 import inspect
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -262,5 +264,121 @@ def test_attention_implementation_is_switched_and_restored():
 
 
 def test_the_hflm_methods_shared_body_overrides_keep_their_parameters():
-    for name, parameters in compat.HFLM_OVERRIDES.items():
-        assert tuple(inspect.signature(getattr(HFLM, name)).parameters)[:len(parameters)] == parameters, name
+    from llmtrunc.llm import shared_body
+
+    for part, overrides in compat.HFLM_OVERRIDES.items():
+        for name, parameters in overrides.items():
+            assert tuple(inspect.signature(getattr(HFLM, name)).parameters)[:len(parameters)] == parameters, name
+        private = {name for name in vars(getattr(shared_body, part)) if name.startswith("_") and not name.startswith("__")
+                   and hasattr(HFLM, name)}
+        assert private == set(overrides), part  # every private HFLM method a part overrides is listed
+
+
+def test_install_registers_hf_trunc_as_a_lazy_target_beside_lm_evals_models():
+    """lm-eval's registry takes "module:object" targets, and fills itself with lm-eval's models only while empty."""
+    from lm_eval.api import registry
+
+    assert "target" in inspect.signature(registry.Registry.register).parameters
+    assert "if len(model_registry) == 0:" in inspect.getsource(registry.get_model)
+    code = ("import sys; from llmtrunc.llm.compat import install; install(); install(); "
+            "from lm_eval.api.registry import get_model; print('llmtrunc.llm.hf_trunc' in sys.modules); "
+            "print(get_model('hf-trunc').__qualname__, get_model('hf').__qualname__, 'llmtrunc.llm.hf_trunc' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "HFTruncLM", "HFLM", "True"]
+
+
+def test_a_task_index_entry_holds_its_config_and_yaml_path(tmp_path):
+    from lm_eval.tasks._index import TaskIndex
+
+    (tmp_path / "mine.yaml").write_text("task: mine\ndataset_path: x\ndoc_to_text: !function utils.f\n")
+    entry = TaskIndex.entry_from_path(tmp_path / "mine.yaml")
+    assert entry.cfg is None and entry.yaml_path == tmp_path / "mine.yaml"  # lm-eval reads the YAML when it builds
+    config = compat.entry_config(entry)
+    assert config["task"] == "mine" and entry.cfg == config and config is not entry.cfg
+    assert compat.entry_config(entry) == config  # read once, kept in the entry
+
+
+def test_lm_evals_vllm_keeps_vllms_llm_as_its_model():
+    """stop_engine reaches the engine through `lm.model` (the engine core's shutdown: tests/llm/test_vllm_engine.py)."""
+    vllm_class = next(node for node in lm_evals_vllm_module().body if isinstance(node, ast.ClassDef) and node.name == "VLLM")
+    assert "self.model = LLM(" in ast.unparse(vllm_class)
+
+    class Core:
+        stopped = 0
+
+        def shutdown(self):
+            self.stopped += 1
+
+    class Engine:
+        engine_core = Core()
+
+    class LLM:
+        llm_engine = Engine()
+
+    class VLLM:
+        model = LLM()
+
+    compat.stop_engine(VLLM())
+    compat.stop_engine(object())  # a start that failed before the engine existed
+    assert Engine.engine_core.stopped == 1
+
+
+def test_hflm_generate_until_batches_by_batch_size_per_gpu():
+    assert "return self.batch_size_per_gpu" in inspect.getsource(HFLM.batch_size.fget)
+    assert "self.batch_size" in inspect.getsource(HFLM.generate_until)
+
+    class LM:
+        batch_size_per_gpu = 8
+
+    lm = LM()
+    with compat.batched(lm, 2):
+        assert lm.batch_size_per_gpu == 2
+    assert lm.batch_size_per_gpu == 8
+    with pytest.raises(RuntimeError), compat.batched(lm, 1):
+        raise RuntimeError
+    assert lm.batch_size_per_gpu == 8
+
+
+def test_attention_functions_register_once_by_name_and_switch_by_the_config():
+    from transformers import AttentionInterface
+
+    from tests.helpers.models import tiny_model
+
+    assert "_attn_implementation" in inspect.getsource(transformers.models.llama.modeling_llama.LlamaAttention.forward)
+    model = tiny_model("llama")
+    before = model.config._attn_implementation
+
+    def attention(*args, **kwargs):
+        raise AssertionError("not called here")
+
+    try:
+        with compat.attention_implementation(model, "llmtrunc_test_attention", attention):
+            assert model.config._attn_implementation == "llmtrunc_test_attention"
+            assert AttentionInterface._global_mapping["llmtrunc_test_attention"] is attention
+        with compat.attention_implementation(model, "llmtrunc_test_attention", lambda *a, **k: None):
+            assert AttentionInterface._global_mapping["llmtrunc_test_attention"] is attention  # registered once
+        assert model.config._attn_implementation == before
+    finally:
+        del AttentionInterface._global_mapping["llmtrunc_test_attention"]
+
+
+def test_cache_layers_keep_the_fields_llmtruncs_layers_continue():
+    import torch
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    from llmtrunc.llm.generation import PreallocatedLayer
+
+    keys, values = torch.randn(1, 2, 3, 4), torch.randn(1, 2, 3, 4)
+    for layer in (DynamicLayer(), DynamicSlidingWindowLayer(sliding_window=4)):
+        layer.update(keys, values)
+        assert set(compat.CACHE_LAYER_FIELDS[type(layer).__name__]) <= set(vars(layer)), type(layer).__name__
+    source = DynamicLayer()
+    source.update(keys, values)
+    adopted = PreallocatedLayer.__new__(PreallocatedLayer)
+    compat.take_over(adopted, source)
+    assert vars(adopted) == vars(source)
+    cache = DynamicCache()
+    cache.layers.append(source)
+    clone = compat.clone_cache(cache)
+    clone.layers = []
+    assert type(clone) is DynamicCache and cache.layers == [source] and vars(clone).keys() == vars(cache).keys()

@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from transformers import AttentionInterface
 from lm_eval.api.instance import Instance
 
 from llmtrunc.llm import architectures, hooks, shared_prefix
@@ -104,8 +105,8 @@ def test_shared_prefix_attention_equals_a_copy_per_row(family):
         eos = {int(free[1][0, 7 + 3])}  # the fourth token of one row: that row ends early
         for once in (True, False):
             with pytest.MonkeyPatch.context() as patch:
-                patch.setitem(shared_prefix.AttentionInterface._global_mapping, shared_prefix.NAME,
-                              lambda *a, **k: used.append(once) or real(*a, **k))
+                patch.setitem(AttentionInterface._global_mapping, shared_prefix.NAME,
+                              lambda *a, **k: used.append(once) or real(*a, **k))  # registered: used as it is
                 outs = decode(model, arch, tiny_tokenizer(), batch, CONDITIONS, 7 + 10, [], eos, 0, 8, prefix_once=once,
                               on_step=lambda rows, step: steps[once].append(dict(zip(rows, step))))
             if once:

@@ -3,6 +3,9 @@
 import ast
 import inspect
 
+import pytest
+from lm_eval.models.huggingface import HFLM
+
 from llmtrunc.llm import vllm_backend
 from llmtrunc.llm.hf_trunc import HFTruncLM
 from llmtrunc.llm.protocol import CountsRequests, TruncLM
@@ -13,17 +16,24 @@ MEMBERS = ("shared", "compute", "record_extra", "hidden_size", "mask_for", "set_
 COUNTED = {name for name in vars(CountsRequests) if not name.startswith("_")}  # what the counting base provides
 
 
-def test_the_members_are_the_protocols():
-    declared = {name for name in vars(TruncLM) if not name.startswith("_")} | set(TruncLM.__annotations__)
-    assert declared == set(MEMBERS)
+def test_the_members_are_the_abstract_ones():
+    declared = {name for name in vars(TruncLM) if not name.startswith("_")}
+    assert declared == set(MEMBERS) == TruncLM.__abstractmethods__
 
 
 def test_hf_trunc_and_the_shared_body_implement_every_member():
     for cls in (HFTruncLM, SharedBodyLM):
         assert TruncLM in cls.__mro__  # declared, not only shaped alike
-        for name in MEMBERS:
-            owner = next(c for c in cls.__mro__ if name in vars(c))
-            assert owner is not TruncLM, f"{cls.__name__}.{name} is the protocol's stub"
+        assert not cls.__abstractmethods__, f"{cls.__name__} leaves {sorted(cls.__abstractmethods__)} abstract"
+
+
+def test_a_backend_missing_a_member_fails_when_it_is_built():
+    """On lm-eval's HFLM, as hf-trunc is: the metaclasses combine, and the missing member is named at construction
+    (before HFLM loads anything)."""
+    members = {name: getattr(HFTruncLM, name) for name in MEMBERS if name != "clear_cache"}
+    partial = type("Partial", (CountsRequests, HFLM, TruncLM), members)
+    with pytest.raises(TypeError, match="clear_cache"):
+        partial(pretrained="never-loaded")
 
 
 def test_the_vllm_lm_implements_every_member():

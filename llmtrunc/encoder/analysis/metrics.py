@@ -8,16 +8,15 @@ isoscore(x)          IsoScore (Rudman et al. 2022) as the PyPI package IsoScore 
                      1 for isotropic samples, ~0 when all variance lies on one line. `isoscore_package` calls
                      the package itself (torch) for the cross-check.
 corr_mean(x)         mean |Pearson r| over pairs of distinct dimensions (constant dimensions skipped).
-outlier_dimensions(x) dimensions whose mean value over the rows lies beyond +-3 standard deviations of the
-                     mean vector's values (mean and std taken over dimensions): llmtrunc.profile's rule, the
-                     one that the `outliers` drop spec resolves with in both tracks.
+
+Outlier dimensions are not computed here: the analysis resolves the `outliers` drop against the fit side's
+profile (llmtrunc.profile), as both tracks do.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from llmtrunc.profile import outlier_dims
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -73,7 +72,3 @@ def corr_mean(x: np.ndarray) -> float:
     c = np.abs(np.corrcoef(x.T))
     d = c.shape[0]
     return float((c.sum() - np.trace(c)) / (d * (d - 1)))
-
-
-def outlier_dimensions(x: np.ndarray, n_std: float = 3.0) -> np.ndarray:
-    return outlier_dims(np.asarray(x, dtype=np.float64).mean(axis=0), n_std)

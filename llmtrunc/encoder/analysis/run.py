@@ -2,17 +2,23 @@
 PCA vs random, computed from the encoder track's cached embeddings into the results store.
 
 One results-store run per (model, revision, task data, analysis, settings), track "encoder-analysis";
-a finished run is reused unless --recompute. Every record carries model, revision, task, analysis,
-condition, metric, value, the dropped dims, versions and git hash. Scores are the encoder track's own
-`task.score` main metric (nDCG@10, accuracy, cosine Spearman) on the same embeddings.
+a finished run is reused unless --recompute. Every record carries model, revision, task, analysis, metric,
+value, versions and git hash, and names what it removed with the drop columns a grid run writes
+(llmtrunc.record.drop_fields): the baseline `none`, `outliers` and its control `random:outliers@SEED`,
+`random:50%@SEED`, `pca:K%`; the attribution's records are the LLM attribution's (llmtrunc.selection: `single:J`,
+`degrading:K%`, `improving:K%`, `random:K%@SEED`, with their `condition`). Reports take retention from the one
+baseline join (llmtrunc.retention.with_baseline), so only the task's main score of a removal is `main`: counts,
+deltas and geometry metrics are not. Scores are the encoder track's own `task.score` main metric (nDCG@10,
+accuracy, cosine Spearman) on the same embeddings.
 
 analyses
   outliers     dims whose corpus-mean value lies beyond +-3 std (over dims), on the fit side (corpus /
-               train / STS train); score removing them vs removing as many random dims (--seeds).
+               train / STS train): the `outliers` drop of that side's profile; score removing them vs removing
+               as many random dims (random:outliers, --seeds), also when there are none (nothing removed).
   anisotropy   uniformity, alignment (positive pairs: query-relevant doc; same-label test pairs; STS pairs
                with gold >= 4), IsoScore (own numpy + the IsoScore package), Corr Mean, on the evaluated
                side (corpus / test texts / STS sentences), for the full embeddings and for random 50%
-               truncations (with the score retention there).
+               truncations (random:50%@SEED, with the score there).
   attribution  score change from removing each dim alone (see attribution.py for the method per task);
                then removing only the most degrading vs only the most improving dims at each K of --k,
                against random dims (--seeds). The selection is made on the evaluated split (as in the paper).
@@ -32,13 +38,13 @@ import numpy as np
 from llmtrunc.encoder.analysis import attribution as attr
 from llmtrunc.encoder.analysis import metrics as M
 from llmtrunc.encoder.cache import EmbeddingCache
-from llmtrunc.encoder.evaluate import EncoderRunConfig, encode_sets, score_specs, task_settings
+from llmtrunc.encoder.evaluate import EncoderRunConfig, encode_sets, fit_calibration, score_specs, task_settings
 from llmtrunc.encoder.models import Encoder
 from llmtrunc.encoder.tasks import Limits, Task
-from llmtrunc.record import Record, RecordBuilder, cell_key, drop_fields
-from llmtrunc.retention import retention
+from llmtrunc.profile import Profile
+from llmtrunc.record import NOTHING, Record, RecordBuilder, cell_key, drop_fields
 from llmtrunc.runner import Cell, Computed
-from llmtrunc.selection import n_drop, ranked_selection, split_sets
+from llmtrunc.selection import n_drop, ranked_selection, selection_drop, set_fields, single_drop, split_sets
 from llmtrunc.spec import DropSpec, Mask, parse_drop
 
 TRACK = "encoder-analysis"
@@ -54,9 +60,7 @@ class AnalyzeConfig(EncoderRunConfig):
     max_rows: int = 5000
 
 
-def random_dims(dim: int, n: int, seed: int) -> tuple[int, ...]:
-    """n random dims, the same draw as random:K@seed (llmtrunc.spec.Mask.random)."""
-    return Mask.random(dim, n, seed).dropped
+DESCRIPTIVE = {"main": False, "higher_is_better": None}  # a count or a geometry metric: no score of the task
 
 
 class Context:
@@ -68,15 +72,25 @@ class Context:
         self.dim = next(iter(embeddings.values())).shape[1]
         self.similarity = encoder.spec.similarity
         self.settings = task_settings(encoder, task, TRACK)
+        self.baseline = drop_fields(NOTHING, Mask(self.dim, ()), self.dim)  # a baseline record's drop columns
+        self._scores: dict[tuple[int, ...], float] = {}
 
     def score(self, dropped: Sequence[int] = (), task: Task | None = None) -> float:
-        task = task or self.task
+        """The main metric without `dropped` (of `task`, a lighter copy, where given). The same dims are scored once
+        per task, as the encoder track's `score_specs` does: every analysis's baseline, a removal of nothing."""
         mask = Mask.of(self.dim, dropped)
+        if task is not None:
+            return self._score(mask, task)
+        if mask.dropped not in self._scores:
+            self._scores[mask.dropped] = self._score(mask, self.task)
+        return self._scores[mask.dropped]
+
+    def _score(self, mask: Mask, task: Task) -> float:
         sets = {k: mask.remove(m) for k, m in self.evaluated.items()}
         return float(task.score(sets, self.similarity, self.evaluated)[task.main_metric])
 
     def records(self, analysis: str, cell: Cell) -> RecordBuilder:
-        """The builder of one analysis cell's records: `record(metric, value, condition=..., **fields)`."""
+        """The builder of one analysis cell's records: `record(metric, value, **drop_fields, **fields)`."""
         e, t = self.encoder, self.task
         return RecordBuilder(cell.run_id, TRACK, self.settings, model=e.spec.alias, model_id=e.model_id,
                              revision=e.revision, task=t.name, dim=self.dim, limit=self.limits.limit, analysis=analysis,
@@ -85,22 +99,19 @@ class Context:
 
 
 def analyse_outliers(ctx: Context, config: AnalyzeConfig, record: RecordBuilder) -> list[Record]:
-    fit = ctx.embeddings[ctx.task.fit_set]
-    outliers = M.outlier_dimensions(fit)
-    mean = fit.astype(np.float64).mean(axis=0)
+    """The fit side's outlier dims (the `outliers` drop of its profile, as the encoder track resolves it) and the
+    score removing them vs removing as many random dims (random:outliers, one per seed)."""
+    profile = Profile.of(ctx.embeddings[ctx.task.fit_set], fit_calibration(ctx.task))
+    outliers = parse_drop("outliers")
+    mask = outliers.mask(ctx.dim, profile)
     metric = ctx.task.main_metric
-    full = ctx.score()
-    dims = [int(j) for j in outliers]
-    records = [record("n_outliers", len(dims), condition="outliers", dropped_indices=dims, n_dropped=len(dims),
-                      mean_values=[round(float(mean[j]), 6) for j in dims], mean_of_means=float(mean.mean()),
-                      std_of_means=float(mean.std())),
-               record(metric, full, condition="full", n_dropped=0, dropped_indices=[])]
-    if dims:
-        records.append(record(metric, ctx.score(dims), condition="outliers", n_dropped=len(dims), dropped_indices=dims))
-        for seed in config.seeds:
-            drawn = random_dims(ctx.dim, len(dims), seed)
-            records.append(record(metric, ctx.score(drawn), condition="random", n_dropped=len(drawn),
-                                  dropped_indices=list(drawn), seed=seed))
+    records = [record("n_outliers", mask.n_dropped, **drop_fields(outliers, mask, ctx.dim), **DESCRIPTIVE,
+                      mean_values=[round(float(profile.mean[j]), 6) for j in mask.dropped],
+                      mean_of_means=float(profile.mean.mean()), std_of_means=float(profile.mean.std())),
+               record(metric, ctx.score(), **ctx.baseline)]
+    for spec in [outliers, *(parse_drop("random:outliers").with_seed(seed) for seed in config.seeds)]:
+        mask = spec.mask(ctx.dim, profile)
+        records.append(record(metric, ctx.score(mask.dropped), **drop_fields(spec, mask, ctx.dim)))
     return records
 
 
@@ -147,23 +158,18 @@ def analyse_anisotropy(ctx: Context, config: AnalyzeConfig, record: RecordBuilde
     points = cloud(ctx)
     x, y, what = positive_pairs(ctx, config.max_rows)
     metric = ctx.task.main_metric
-    records = []
     full_metrics = anisotropy_metrics(points, x, y, config.max_rows)
     full_metrics["isoscore_package"] = M.isoscore_package(M.sample_rows(points, config.max_rows))
-    full_score = ctx.score()
-    extra = {"pairs": what, "n_pairs": len(x), "n_points": min(len(points), config.max_rows)}
-    for name, value in full_metrics.items():
-        records.append(record(name, value, condition="full", k_percent=0, n_dropped=0, **extra))
-    records.append(record(metric, full_score, condition="full", k_percent=0, n_dropped=0))
-    n = n_drop(ctx.dim, 50)
+    extra = {"pairs": what, "n_pairs": len(x), "n_points": min(len(points), config.max_rows), **DESCRIPTIVE}
+    records = [record(name, value, **ctx.baseline, **extra) for name, value in full_metrics.items()]
+    records.append(record(metric, ctx.score(), **ctx.baseline))
     for seed in config.seeds:
-        dims = random_dims(ctx.dim, n, seed)
-        keep = Mask(ctx.dim, dims).remove
-        for name, value in anisotropy_metrics(keep(points), keep(x), keep(y), config.max_rows).items():
-            records.append(record(name, value, condition="random", k_percent=50, n_dropped=n, seed=seed, **extra))
-        score = ctx.score(dims)
-        records.append(record(metric, score, condition="random", k_percent=50, n_dropped=n, seed=seed,
-                              retention=retention(score, full_score, ctx.task.higher_is_better)))
+        spec = parse_drop("random:50%").with_seed(seed)
+        mask = spec.mask(ctx.dim)
+        drop = drop_fields(spec, mask, ctx.dim)
+        metrics = anisotropy_metrics(mask.remove(points), mask.remove(x), mask.remove(y), config.max_rows)
+        records += [record(name, value, **drop, **extra) for name, value in metrics.items()]
+        records.append(record(metric, ctx.score(mask.dropped), **drop))
     return records
 
 
@@ -187,6 +193,9 @@ def attribution_deltas(ctx: Context, config: AnalyzeConfig, log: Callable[[str],
 
 
 def analyse_attribution(ctx: Context, config: AnalyzeConfig, record: RecordBuilder, log: Callable[[str], None]) -> list[Record]:
+    """Every dim removed alone, then the K% most degrading / most improving / random dims removed together; the
+    records in the LLM attribution's vocabulary (llmtrunc.selection), the selection's as analysis
+    "attribution-selection"."""
     t0 = time.perf_counter()
     attr_base, scores, method = attribution_deltas(ctx, config, log)
     seconds = time.perf_counter() - t0
@@ -195,23 +204,22 @@ def analyse_attribution(ctx: Context, config: AnalyzeConfig, record: RecordBuild
     metric = ctx.task.main_metric
     record = functools.partial(record, method=method)
     records = [record(f"delta_{metric}", delta[j], condition="single", dim_index=int(j), score=float(scores[j]),
-                      n_dropped=1) for j in range(ctx.dim)]
-    records += [record("attribution_base", attr_base, condition="full", seconds=round(seconds, 4)),
-                record("n_degrading", len(sets["degrading"]), condition="degrading", dropped_indices=sets["degrading"].tolist()),
-                record("n_improving", len(sets["improving"]), condition="improving", dropped_indices=sets["improving"].tolist()),
-                record("n_neutral", len(sets["neutral"]), condition="neutral", dropped_indices=sets["neutral"].tolist())]
-    full = ctx.score()
-    records.append(record(metric, full, condition="full", k_percent=0, n_dropped=0, analysis="attribution-selection"))
+                      **single_drop(int(j))) for j in range(ctx.dim)]
+    records.append(record("attribution_base", attr_base, condition="full", seconds=round(seconds, 4), main=False,
+                          **ctx.baseline))
+    records += [record(f"n_{which}", len(dims), condition=which, **set_fields(dims)) for which, dims in sets.items()]
+    selection = functools.partial(record, analysis="attribution-selection")
+    records.append(selection(metric, ctx.score(), condition="full", **ctx.baseline))
     for k in config.ks:
         n = n_drop(ctx.dim, k)
         for which in ("degrading", "improving"):
             dims = ranked_selection(delta, which, n)
-            records.append(record(metric, ctx.score(dims), condition=which, k_percent=k, n_dropped=n, dropped_indices=dims,
-                                  analysis="attribution-selection", n_in_set=len(sets[which])))
+            records.append(selection(metric, ctx.score(dims), condition=which, k_percent=k, n_in_set=len(sets[which]),
+                                     **selection_drop(which, k, None, dims, ctx.dim)))
         for seed in config.seeds:
-            dims = random_dims(ctx.dim, n, seed)
-            records.append(record(metric, ctx.score(dims), condition="random", k_percent=k, n_dropped=n, seed=seed,
-                                  analysis="attribution-selection"))
+            dims = Mask.random(ctx.dim, n, seed).dropped
+            records.append(selection(metric, ctx.score(dims), condition="random", k_percent=k,
+                                     **selection_drop("random", k, seed, dims, ctx.dim)))
     return records
 
 
@@ -226,13 +234,11 @@ def analyse_pca(ctx: Context, config: AnalyzeConfig, record: RecordBuilder) -> l
     explained = pca.explained_variance / pca.explained_variance.sum()
     records = []
     for spec, metrics in score_specs(ctx.task, ctx.embeddings, ctx.similarity, specs):
-        condition = "full" if spec.kind == "none" else spec.kind
-        n = spec.n_drop(ctx.dim)
-        extra = {"k_percent": 0 if spec.ratio is None else float(spec.ratio) * 100, **drop_fields(spec, None, ctx.dim)}
+        extra = drop_fields(spec, None if spec.kind == "pca" else spec.mask(ctx.dim), ctx.dim)
         if spec.kind == "pca":
-            extra["explained_variance_kept"] = float(explained[: ctx.dim - n].sum())
+            extra["explained_variance_kept"] = float(explained[: ctx.dim - extra["n_dropped"]].sum())
         for name, value in metrics.items():
-            records.append(record(name, value, condition=condition, main=name == ctx.task.main_metric, **extra))
+            records.append(record(name, value, main=name == ctx.task.main_metric, **extra))
     return records
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
+
+from llmtrunc.files import chunks_hash
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,16 @@ class Task:
 
     def fingerprint(self) -> str:
         """Hash of every text, label and protocol setting the scores depend on."""
-        digest = hashlib.sha256()
-        for name, text_set in sorted(self.sets().items()):
-            digest.update(f"{name}|{text_set.role}|{text_set.split}|{len(text_set.texts)}".encode())
-            for text in text_set.texts:
-                digest.update(text.encode("utf-8") + b"\x00")
-        digest.update(self.labels_fingerprint().encode())
-        digest.update(json.dumps(self.protocol(), sort_keys=True, default=str).encode())
-        return digest.hexdigest()[:16]
+
+        def chunks() -> Iterator[bytes]:
+            for name, text_set in sorted(self.sets().items()):
+                yield f"{name}|{text_set.role}|{text_set.split}|{len(text_set.texts)}".encode()
+                for text in text_set.texts:
+                    yield text.encode("utf-8") + b"\x00"
+            yield self.labels_fingerprint().encode()
+            yield json.dumps(self.protocol(), sort_keys=True, default=str).encode()
+
+        return chunks_hash(chunks())[:16]
 
     def score(self, embeddings: dict[str, np.ndarray], similarity: str, full: dict[str, np.ndarray]) -> dict[str, float]:
         """Metrics for (truncated) embeddings; `full` are the untruncated ones (for rank correlations)."""

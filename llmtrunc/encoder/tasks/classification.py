@@ -16,7 +16,6 @@ test rows (evenly spaced so that label-sorted files keep every label); both are 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from collections import defaultdict
@@ -26,6 +25,7 @@ import numpy as np
 
 from llmtrunc.encoder.tasks.base import Limits, Task, TextSet
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import chunks_hash
 
 MTEB_SEED = 42
 N_EXPERIMENTS = 10
@@ -119,7 +119,7 @@ class ClassificationTask(Task):
         return {"train": TextSet(self.train_texts, "symmetric", "train"), "test": TextSet(self.test_texts, "symmetric", self.split)}
 
     def labels_fingerprint(self) -> str:
-        return hashlib.sha256(self.train_y.tobytes() + self.test_y.tobytes()).hexdigest()
+        return chunks_hash([self.train_y.tobytes(), self.test_y.tobytes()])
 
     def protocol(self):
         return {"n_experiments": self.n_experiments, "samples_per_label": self.samples_per_label, "seed": MTEB_SEED,

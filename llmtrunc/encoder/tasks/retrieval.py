@@ -11,7 +11,6 @@ stability measure; 1.0 for the untruncated embeddings).
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from llmtrunc.data import read_jsonl
 from llmtrunc.encoder.models import similarity_matrix
 from llmtrunc.encoder.tasks.base import Limits, Task, TextSet
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import chunks_hash
 
 TOP_K = 100
 MEASURES = {"ndcg_cut_10": "ndcg_at_10", "recall_100": "recall_at_100", "map_cut_10": "map_at_10"}
@@ -87,7 +87,7 @@ class RetrievalTask(Task):
 
     def labels_fingerprint(self) -> str:
         text = json.dumps([self.query_ids, self.doc_ids, self.qrels], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return chunks_hash([text.encode()])
 
     def protocol(self) -> dict:
         return {"top_k": TOP_K, "measures": sorted(MEASURES)}

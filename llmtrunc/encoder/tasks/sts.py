@@ -8,7 +8,6 @@ and STS12-16 (which have no train split of their own), SICK train for sickr.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from scipy.stats import pearsonr, spearmanr
 from llmtrunc.encoder.models import similarity_pairwise
 from llmtrunc.encoder.tasks.base import Limits, Task, TextSet
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.files import chunks_hash
 
 Pair = tuple[str, str, float]
 
@@ -99,7 +99,7 @@ class STSTask(Task):
         return {"sentences": TextSet(self.sentences, "symmetric", self.split), "fit": TextSet(self.fit_sentences, "symmetric", "train")}
 
     def labels_fingerprint(self) -> str:
-        return hashlib.sha256(self.left.tobytes() + self.right.tobytes() + self.gold.tobytes()).hexdigest()
+        return chunks_hash([self.left.tobytes(), self.right.tobytes(), self.gold.tobytes()])
 
     def n_eval(self) -> int:
         return len(self.gold)
