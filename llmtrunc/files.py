@@ -5,6 +5,7 @@ Standard library only, and imports nothing of llmtrunc, so any module may use it
     digest(data)        a stable short hash of JSON-able data (cell keys, run ids, cache keys)
     chunks_hash(chunks) SHA-256 of byte chunks in order (their concatenation, never held at once)
     file_digest(path)   SHA-256 of a file's bytes, read in blocks
+    code_digest(path)   SHA-256 of a Python file's code, its docstrings and comments left out
     folder_digest(path) SHA-256 of a folder's files: their relative paths and bytes (local models)
     stored_file_digest(path, memo)  the same, remembered in `memo` by path, size and mtime (large weights)
     texts_hash(texts)   SHA-256 of an ordered list of texts (length-prefixed, so no two lists collide)
@@ -15,6 +16,7 @@ Standard library only, and imports nothing of llmtrunc, so any module may use it
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -54,6 +56,22 @@ def file_digest(path: str | os.PathLike) -> str:
     if not path.is_file():
         return "missing"
     return chunks_hash(_blocks(path))
+
+
+def code_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a Python file's code without its docstrings and comments ('missing' when absent): what of a
+    module can change a number, so correcting its words keeps every key that hashes it."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    tree = ast.parse(path.read_bytes())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return chunks_hash([ast.unparse(tree).encode()])
 
 
 def folder_digest(folder: str | os.PathLike) -> str:

@@ -13,6 +13,9 @@ SimCSE records their base model by its folder. Per cell the migration rebuilds w
   content, from the installed package of that pinned version), `data` (the task's fingerprint, config and data
   files), and the run id and settings id of the key that names the model by its weights;
 * SimCSE cells: `model_id` (the Hub id), `revision` (the local copy's content hash), `data`, the new key;
+* LLM and attribution cells fingerprinted before a task module was hashed by its code (issue 29: by its bytes,
+  so a docstring edit moved every key): the task fingerprint of today's rule (`data`) and the key holding it;
+  the rest of the key must rebuild the stored run id with the stored fingerprint;
 * encoder analysis cells (issue 29): every removal named by the drop columns a grid run writes instead of the
   analyses' own `condition` / `k_percent` (see `analysis_record`), and the outlier removal with its random
   controls also where the fit side has no outlier dim (nothing removed: the cell's baseline score, which is what
@@ -120,7 +123,8 @@ def llm_cell(row: dict[str, Any]) -> dict[str, Any]:
         if run_id(old, *cell.labels) != row["run_id"]:
             raise LLMTruncError(f"{row['run_id']}: its key does not rebuild from its records (model, settings, the task "
                                 f"at {row['git_hash'][:7]}): not migrated")
-    elif cell.run_id != row["run_id"] or row["model_sha256"] != ref.weights_sha256():
+    elif row["model_sha256"] != ref.weights_sha256() or row["run_id"] not in (
+            cell.run_id, run_id({**cell.key, "task_sha256": row["data"]}, *cell.labels)):
         raise LLMTruncError(f"{row['run_id']}: a run today would key it {cell.run_id} (the installed weights or the "
                             "task differ from the records')")
     return {"run_id": cell.run_id, "settings_id": settings_id(key_settings), **ref.record_fields(),

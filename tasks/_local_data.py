@@ -9,7 +9,7 @@ repository), and returns a `datasets.DatasetDict` with the split names the stand
 Splits the shared data does not hold (ARC/BoolQ/SQuAD train, WikiText train/validation) are
 returned empty, with the same columns, so the task configs stay identical to the standard ones;
 zero-shot evaluation (the default of those tasks) is unaffected, few-shot needs the missing split
-and fails (see tasks/README.md and `llmtrunc.tasks.check_num_fewshot`).
+and fails (see tasks/README.md and `llmtrunc.llm.tasks.check_num_fewshot`).
 
 A missing data directory or file raises `llmtrunc.errors.LLMTruncError` with a one-line message.
 """
@@ -119,7 +119,7 @@ class LocalSQuAD2(SQuAD2):
 
     Prompts, requests, per-document results and metric names are inherited unchanged; only the
     data source (`download`), the aggregation (pure-Python official SQuAD 2.0 scoring in
-    `llmtrunc.squad_v2` instead of `evaluate.load("squad_v2")` from the Hub) and the answer's
+    `llmtrunc.llm.squad_v2` instead of `evaluate.load("squad_v2")` from the Hub) and the answer's
     generation kwargs are replaced: SQuAD2 hard-codes `until=["\\n"]` in its request, so lm-eval's
     `gen_kwargs` (`--gen-kwargs max_gen_toks=16`) never reached the model; here the config holds
     that same `until` and `gen_kwargs` update it, as for a YAML task.

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from llmtrunc.files import atomic_write, chunks_hash, digest, file_digest, folder_digest, slug, staged_folder, texts_hash
+from llmtrunc.files import atomic_write, chunks_hash, code_digest, digest, file_digest, folder_digest, slug, staged_folder, texts_hash
 
 
 def test_digest_is_stable_and_ignores_key_order():
@@ -20,6 +20,23 @@ def test_file_digest_is_the_sha256_of_the_bytes(tmp_path):
     path.write_bytes(data)
     assert file_digest(path) == hashlib.sha256(data).hexdigest()
     assert file_digest(tmp_path / "absent") == "missing"
+
+
+def test_code_digest_reads_the_code_not_the_words(tmp_path):
+    """Docstrings and comments are left out, any change of code counts (a task module's hash is in every cell key)."""
+    path = tmp_path / "m.py"
+    path.write_text('"""Module."""\nimport os\n\n\nclass A:\n    """A."""\n\n    def f(self):\n'
+                    '        """F."""\n        return "x"  # a comment\n')
+    before = code_digest(path)
+    path.write_text('"""Other words."""\nimport os\n\n\nclass A:\n    """B."""\n\n    def f(self):  # why\n'
+                    '        """G."""\n        return "x"\n')
+    assert code_digest(path) == before
+    path.write_text(path.read_text().replace('return "x"', 'return "y"'))
+    assert code_digest(path) != before
+    path.write_text('"""Module."""\n"""a second string is code, not a docstring"""\n')
+    assert code_digest(path) != code_digest(path.with_name("absent.py")) == "missing"
+    path.with_name("e.py").write_text('"""Only a docstring."""\n')
+    assert code_digest(path.with_name("e.py")) != code_digest(path)
 
 
 def test_texts_hash_tells_apart_lists_with_the_same_concatenation():

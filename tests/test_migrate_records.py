@@ -111,6 +111,26 @@ def test_the_migration_renames_the_model_and_nothing_else(tmp_path):
         migrate.migrate([{**old[0], "limit": 30}], "/work/main", tmp_path)  # a setting the stored key never held
 
 
+BYTES_FINGERPRINT = "f4fba50"  # the last commit whose LLM records fingerprint a task module by its bytes
+
+
+def test_a_module_fingerprinted_by_its_bytes_migrates_to_its_code(tmp_path):
+    """Issue 29: a cell keyed when a task module was hashed by its bytes gets the fingerprint of its code and the
+    key that holds it, nothing else; a stored fingerprint that does not give its stored run id is refused."""
+    migrate = script()
+    old = subprocess.run(["git", "-C", str(ROOT), "show", f"{BYTES_FINGERPRINT}:{SMOLLM2.relative_to(ROOT)}"],
+                         capture_output=True, check=True).stdout
+    pick = lambda records: [r for r in records if r["task"] == "arc_easy" and r["drop"] in ("none", "last:50%")
+                            and r["at"] == "post-norm"]  # noqa: E731
+    before = pick(json.loads(line) for line in gzip.decompress(old).decode().splitlines())
+    after = pick(rows(SMOLLM2))
+    assert migrate.migrate(before, "/work/main", tmp_path) == after
+    changed = {k for b, a in zip(before, after) for k in b if b[k] != a[k]}
+    assert changed == {"data", "run_id", "settings_id"}
+    with pytest.raises(LLMTruncError, match="would key it"):
+        migrate.migrate([{**before[0], "data": before[0]["data"][::-1]}], "/work/main", tmp_path)
+
+
 ANALYSES = ROOT / "reports" / "encoder_analyses" / "records.jsonl.gz"
 BEFORE_ISSUE_29 = "70ddbc6"  # the last commit of the analysis records with their removals in condition / k_percent
 

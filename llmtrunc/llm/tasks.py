@@ -15,7 +15,7 @@ targets, splits, filters and metrics (tasks/README.md lists the known difference
 * an unknown name raises `LLMTruncError` in one line - call this before loading any model.
 
 `fingerprint` hashes a task's resolved configuration (includes merged, group members and tags
-followed, `!function` modules by content) and the content of every data file it reads, so a cell
+followed, `!function` modules by their code) and the content of every data file it reads, so a cell
 key covers an edited prompt or data file.
 """
 
@@ -31,7 +31,7 @@ from llmtrunc.data import ENV_VAR as DATA_ENV_VAR
 from llmtrunc.data import data_dir as require_data_dir
 from llmtrunc.data import find_data_dir, read_jsonl, shipped_dir
 from llmtrunc.errors import LLMTruncError
-from llmtrunc.files import digest, file_digest
+from llmtrunc.files import code_digest, digest, file_digest
 from llmtrunc.llm.compat import entry_config, load_task_yaml, task_index
 from llmtrunc.registry import Registry
 
@@ -249,7 +249,7 @@ def _data_files(cfg: dict[str, Any]) -> dict[str, str]:
 
 def _canonical(value: Any) -> Any:
     """A config value with `!function` references made machine-independent: a module next to the
-    YAML by its content, an importable one by its dotted name."""
+    YAML by its code (`code_digest`: a docstring edit keeps every key), an importable one by its dotted name."""
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -258,7 +258,7 @@ def _canonical(value: Any) -> Any:
         folder, name = Path(value).parent, Path(value).name
         module, _, function = name.rpartition(".")
         source = folder / f"{module.replace('.', '/')}.py"
-        return {"function": function, "module_sha256": file_digest(source)} if source.is_file() else name
+        return {"function": function, "module_code_sha256": code_digest(source)} if source.is_file() else name
     return value
 
 

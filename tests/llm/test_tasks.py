@@ -387,7 +387,7 @@ def copy_tasks(tmp_path, monkeypatch):
 
 
 def test_fingerprint_follows_task_files_and_data(tmp_path, monkeypatch):
-    """A cell key holds the task's fingerprint: an edited prompt, data file or group member changes it."""
+    """A cell key holds the task's fingerprint: an edited prompt, data file, group member or module code changes it."""
     tasks, data = copy_tasks(tmp_path, monkeypatch)
     try:
         arc, group = T.TaskRef("arc_easy", "local_arc_easy"), T.TaskRef("mmlu_stem", "local_mmlu_stem")
@@ -404,6 +404,14 @@ def test_fingerprint_follows_task_files_and_data(tmp_path, monkeypatch):
         prompt.write_text(prompt.read_text().replace('"Question: {{question}}\\nAnswer:"', '"Q: {{question}}\\nA:"', 1))
         T.task_manager.cache_clear()
         assert T.fingerprint(arc) != edited
+        squad, module = T.TaskRef("squadv2", "local_squadv2"), tasks / "_local_data.py"
+        edited = T.fingerprint(squad)
+        module.write_text(module.read_text().replace('"""Offline data loaders', '"""The offline data loaders', 1))
+        T.task_manager.cache_clear()
+        assert T.fingerprint(squad) == edited  # the !function module's words: same code, same keys
+        module.write_text(module.read_text().replace("\n\n\nclass LocalSQuAD2", "\nX = 1\n\n\nclass LocalSQuAD2", 1))
+        T.task_manager.cache_clear()
+        assert T.fingerprint(squad) != edited  # its code
     finally:
         T.task_manager.cache_clear()
         T._scan_local.cache_clear()
