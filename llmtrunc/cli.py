@@ -13,6 +13,7 @@ import os
 import sys
 
 from llmtrunc.errors import LLMTruncError
+from llmtrunc.parallel import launched_size
 
 COMMANDS = ("models", "eval", "sweep", "attribute", "report", "verify", "export", "encoder")
 
@@ -49,13 +50,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def exit_with(code: int) -> None:
-    """Exit with `code`. A process that ran vLLM engines shuts them down and leaves without the interpreter's
-    teardown: the engine's native threads can abort it there ("terminate called without an active exception"),
-    which turned a finished run into a failed exit status. Everything a run computes is already written."""
+    """Exit with `code`. Two kinds of process leave without the interpreter's teardown, where native threads abort
+    it ("terminate called without an active exception") after the run's last line: one that ran vLLM engines (shut
+    down first; the abort turned a finished run into a failed exit status), and one of a data-parallel run that
+    fails (its process group lost a peer: gloo's threads abort after the one-line error). Everything a run
+    computes is already written."""
     vllm = sys.modules.get("llmtrunc.llm.vllm_backend")
-    if vllm is None or not vllm.engines_started():
+    engines = vllm is not None and vllm.engines_started()
+    if engines:
+        vllm.close_engines()
+    if not engines and not (code and launched_size() > 1):
         sys.exit(code)
-    vllm.close_engines()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -10,6 +10,7 @@ on SmolLM2 and a second family from hooks/ is in the full tier.
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +24,12 @@ from llmtrunc.store import ResultsStore
 PROVENANCE = ["seconds", "time", "command", "world_size", "requests_per_process"]  # how and when, not what
 
 # torchrun runs this instead of the console script: the commands in $COMMANDS one after another in the same
-# processes (one start for all), logging which rank writes which cell; rank 1 can die (SIGKILL) as it starts the
-# evaluation of cell KILL_AT.
+# processes (one start for all), leaving as the console script does; it logs which rank writes which cell, and
+# rank 1 can die (SIGKILL) as it starts the evaluation of cell KILL_AT.
 LAUNCHED = """
-import json, os, signal, sys
+import json, os, signal
 import lm_eval
-from llmtrunc.cli import main
+from llmtrunc.cli import exit_with, main
 from llmtrunc.store import ResultsStore
 
 write_run, evaluate, started = ResultsStore.write_run, lm_eval.simple_evaluate, []
@@ -48,7 +49,8 @@ ResultsStore.write_run, lm_eval.simple_evaluate = logged_write, dying_evaluate
 for argv in json.loads(os.environ["COMMANDS"]):
     code = main(argv)
     if code:
-        sys.exit(code)
+        break
+exit_with(code)  # as the console script leaves
 """
 
 
@@ -144,6 +146,8 @@ def test_a_dying_process_ends_the_run_in_one_line_and_leaves_no_partial_cell(tmp
     assert run.returncode != 0
     last = streams[(0, "stderr")].strip().splitlines()[-1]
     assert last.startswith("llmtrunc: error: ") and "the cells in flight were not written" in last
+    # and leaves at once with status 2: not torn down (gloo's threads could abort it after the line) nor killed
+    assert re.search(r"rank\s*: 0 \(local_rank: 0\)\n\s*exitcode\s*: 2 ", run.stderr), run.stderr[-1500:]
     store = ResultsStore(tmp_path / "store")
     assert [d.name for d in (tmp_path / "store" / "runs").iterdir()] == [r.run_id for r in store.all_records()][:1]
     assert (tmp_path / "writes.log").read_text().split()[0::2] == ["0"]  # the first cell, whole, by rank 0
