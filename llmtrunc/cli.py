@@ -59,11 +59,11 @@ def exit_with(code: int) -> None:
     engines = vllm is not None and vllm.engines_started()
     if engines:
         vllm.close_engines()
-    if not engines and not (code and launched_size() > 1):
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    if engines or (code and launched_size() > 1):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def run() -> None:
