@@ -5,7 +5,7 @@ Standard library only, and imports nothing of llmtrunc, so any module may use it
     digest(data)        a stable short hash of JSON-able data (cell keys, run ids, cache keys)
     chunks_hash(chunks) SHA-256 of byte chunks in order (their concatenation, never held at once)
     file_digest(path)   SHA-256 of a file's bytes, read in blocks
-    code_digest(path)   SHA-256 of a Python file's code, its docstrings and comments left out
+    code_digest(path)   SHA-256 of a Python file's code as written, its docstrings and comments cut
     folder_digest(path) SHA-256 of a folder's files: their relative paths and bytes (local models)
     stored_file_digest(path, memo)  the same, remembered in `memo` by path, size and mtime (large weights)
     texts_hash(texts)   SHA-256 of an ordered list of texts (length-prefixed, so no two lists collide)
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
 import os
 import re
 import secrets
 import shutil
 import tempfile
+import tokenize
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -59,19 +61,35 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def code_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a Python file's code without its docstrings and comments ('missing' when absent): what of a
-    module can change a number, so correcting its words keeps every key that hashes it."""
+    """SHA-256 of a Python file's code ('missing' when absent): its text with docstrings, comments, blank lines and
+    trailing spaces cut, so correcting a module's words keeps every key that hashes it. The text as written, not
+    `ast.unparse`'s rendering of it, which differs between Python versions (3.10 writes `for (a, b) in`)."""
     path = Path(path)
     if not path.is_file():
         return "missing"
-    tree = ast.parse(path.read_bytes())
-    for node in ast.walk(tree):
+    source = path.read_text(encoding="utf-8")
+    lines = source.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+
+    def at(row: int, column: int, utf8: bool = False) -> int:
+        """The offset in `source` of a 1-based row and 0-based column (tokenize's in characters, ast's in bytes)."""
+        return starts[row - 1] + (len(lines[row - 1].encode()[:column].decode()) if utf8 else column)
+
+    cuts = [(at(*token.start), at(*token.end)) for token in tokenize.generate_tokens(io.StringIO(source).readline)
+            if token.type == tokenize.COMMENT]
+    for node in ast.walk(ast.parse(source)):
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return chunks_hash([ast.unparse(tree).encode()])
+            doc = body[0]
+            cuts.append((at(doc.lineno, doc.col_offset, utf8=True), at(doc.end_lineno, doc.end_col_offset, utf8=True)))
+    for begin, end in sorted(cuts, reverse=True):
+        source = source[:begin] + source[end:]
+    code = "\n".join(line.rstrip() for line in source.split("\n") if line.strip())
+    return chunks_hash([code.encode()])
 
 
 def folder_digest(folder: str | os.PathLike) -> str:

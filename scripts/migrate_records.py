@@ -13,9 +13,10 @@ SimCSE records their base model by its folder. Per cell the migration rebuilds w
   content, from the installed package of that pinned version), `data` (the task's fingerprint, config and data
   files), and the run id and settings id of the key that names the model by its weights;
 * SimCSE cells: `model_id` (the Hub id), `revision` (the local copy's content hash), `data`, the new key;
-* LLM and attribution cells fingerprinted before a task module was hashed by its code (issue 29: by its bytes,
-  so a docstring edit moved every key): the task fingerprint of today's rule (`data`) and the key holding it;
-  the rest of the key must rebuild the stored run id with the stored fingerprint;
+* LLM and attribution cells fingerprinted before a task module was hashed by its code as written (issue 29: by
+  its bytes, so a docstring edit moved every key; then by `ast.unparse`'s rendering, which Python 3.10 writes
+  otherwise): the task fingerprint of today's rule (`data`) and the key holding it; the rest of the key must
+  rebuild the stored run id with the stored fingerprint;
 * encoder analysis cells (issue 29): every removal named by the drop columns a grid run writes instead of the
   analyses' own `condition` / `k_percent` (see `analysis_record`), and the outlier removal with its random
   controls also where the fit side has no outlier dim (nothing removed: the cell's baseline score, which is what

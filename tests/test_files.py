@@ -23,15 +23,17 @@ def test_file_digest_is_the_sha256_of_the_bytes(tmp_path):
 
 
 def test_code_digest_reads_the_code_not_the_words(tmp_path):
-    """Docstrings and comments are left out, any change of code counts (a task module's hash is in every cell key)."""
+    """Docstrings and comments are left out, any change of code counts (a task module's hash is in every cell key),
+    and what is hashed is the code as written, the same text on every Python version."""
     path = tmp_path / "m.py"
-    path.write_text('"""Module."""\nimport os\n\n\nclass A:\n    """A."""\n\n    def f(self):\n'
-                    '        """F."""\n        return "x"  # a comment\n')
+    path.write_text('"""Module."""\nimport os\n\n\nclass A:\n    """A é."""; n = 1\n\n    def f(self):\n'
+                    '        """F."""\n        return "é"  # a comment\n', encoding="utf-8")
     before = code_digest(path)
-    path.write_text('"""Other words."""\nimport os\n\n\nclass A:\n    """B."""\n\n    def f(self):  # why\n'
-                    '        """G."""\n        return "x"\n')
+    assert before == chunks_hash(['import os\nclass A:\n    ; n = 1\n    def f(self):\n        return "é"'.encode()])
+    path.write_text('"""Other\nwords."""\nimport os\n\n\nclass A:\n    """B."""; n = 1\n\n    def f(self):  # why\n'
+                    '        """G."""\n        return "é"\n', encoding="utf-8")
     assert code_digest(path) == before
-    path.write_text(path.read_text().replace('return "x"', 'return "y"'))
+    path.write_text(path.read_text(encoding="utf-8").replace('return "é"', 'return "y"'), encoding="utf-8")
     assert code_digest(path) != before
     path.write_text('"""Module."""\n"""a second string is code, not a docstring"""\n')
     assert code_digest(path) != code_digest(path.with_name("absent.py")) == "missing"
